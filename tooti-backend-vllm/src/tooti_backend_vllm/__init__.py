@@ -1,0 +1,7 @@
+"""tooti backend plugin for vllm."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+__version__ = version("tooti-backend-vllm")

@@ -1,0 +1,7 @@
+"""The ``tooti`` command line. Subcommands import their heavy dependencies lazily."""
+
+from __future__ import annotations
+
+from tooti.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,51 @@
+"""The root typer application and its small commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tooti.cli import plugins as plugins_cmd
+
+app = typer.Typer(
+    name="tooti",
+    help="tooti: a decentralized AI inference network with an OpenAI-compatible gateway.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(plugins_cmd.app, name="plugins")
+
+ConfigFile = Annotated[Path | None, typer.Option("--file", "-f", help="Config file (.yaml/.yml/.toml).")]
+
+
+@app.command()
+def version() -> None:
+    """Print tooti's version."""
+    from tooti import __version__
+
+    typer.echo(f"tooti {__version__}")
+
+
+@app.command("config-check")
+def config_check(file: ConfigFile = None) -> None:
+    """Validate a config file, including the configured backend plugin's own section."""
+    from tooti.cli._common import console, fail
+    from tooti.config import backend_plugin_config, default_config_file, load_config
+    from tooti.errors import TootiError
+    from tooti.plugins import PluginHost
+
+    path = file or default_config_file()
+    try:
+        config = load_config(path)
+        backend_plugin_config(config, PluginHost(), source=str(path))
+    except TootiError as exc:
+        fail(str(exc))
+    console.print(f"[green]ok[/green] {path}: backend {config.backend.type!r}, gateway {config.gateway.listen}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

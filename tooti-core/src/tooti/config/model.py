@@ -1,0 +1,175 @@
+"""The config file's schema. Key names follow the original ``node.yaml`` where the concept is the same.
+
+Every section forbids unknown keys, so a misspelling is an error that names the key instead of a
+setting silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+__all__ = [
+    "BackendSection",
+    "Config",
+    "GatewaySection",
+    "HeartbeatSection",
+    "ListenSection",
+    "MetricsSection",
+    "ModelPrice",
+    "ModelsSection",
+    "NetworkSection",
+    "NodeSection",
+    "RoutingSection",
+    "TimeoutsSection",
+]
+
+Port = Annotated[int, Meta(ge=0, le=65535, description="TCP port; 0 picks a free one")]
+Seconds = Annotated[float, Meta(gt=0)]
+_MULTIADDR_PREFIXES = ("/ip4/", "/ip6/", "/dns/", "/dns4/", "/dns6/", "/dnsaddr/")
+
+
+def _check_host_port(value: str, key: str) -> None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:  # noqa: PLR2004
+        raise ValueError(f"{key} must be HOST:PORT, got {value!r}")
+
+
+class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class NodeSection(_Section):
+    """The node's identity and who may use it."""
+
+    name: str = "tooti-node"
+    identity_key_file: str | None = None
+    """Ed25519 key file; created (mode 0600) if missing. Default: ``$TOOTI_HOME/identity.key``."""
+    allowed_gateway_peers: list[str] = msgspec.field(default_factory=list)
+    """When non-empty, only these peer ids may send inference requests."""
+    region: str | None = None
+    max_concurrent_requests: Annotated[int, Meta(ge=1)] = 16
+
+
+class ListenSection(_Section):
+    """Where the libp2p host listens."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - a node must be reachable by peers
+    tcp_port: Port = 4001
+
+
+class NetworkSection(_Section):
+    """How to find the rest of the network."""
+
+    bootstrap_peers: list[str] = msgspec.field(default_factory=list)
+    """Multiaddrs ending in ``/p2p/<peer id>``, or ``/dnsaddr/<host>``."""
+    mdns: bool = False
+
+    def __post_init__(self) -> None:
+        for addr in self.bootstrap_peers:
+            if not addr.startswith(_MULTIADDR_PREFIXES):
+                raise ValueError(f"bootstrap peer {addr!r} is not a multiaddr (/ip4/…/tcp/…/p2p/<id> or /dnsaddr/<host>)")
+            if "/p2p/" not in addr and not addr.startswith("/dnsaddr/"):
+                raise ValueError(f"bootstrap peer {addr!r} lacks /p2p/<peer id>")
+
+
+class BackendSection(_Section):
+    """The model server this node fronts. Plugin-specific settings go under ``backends.<type>``."""
+
+    type: str = "llamacpp"
+    base_url: str | None = None
+    """Model server URL; ``None`` lets the plugin use its default or managed server."""
+    connect_timeout_sec: Seconds = 5.0
+    request_timeout_sec: Seconds = 300.0
+    api_key: str | None = None
+
+
+class ModelPrice(_Section):
+    """Price per 1K tokens in the operator's chosen unit."""
+
+    input_per_1k: Annotated[float, Meta(ge=0)] = 0.0
+    output_per_1k: Annotated[float, Meta(ge=0)] = 0.0
+
+
+class ModelsSection(_Section):
+    """Which models the node advertises."""
+
+    advertised: list[str] = msgspec.field(default_factory=list)
+    """Empty: advertise every model the backend serves."""
+    pricing: dict[str, ModelPrice] = msgspec.field(default_factory=dict)
+
+
+class HeartbeatSection(_Section):
+    """Heartbeat cadence; a node is stale after three missed intervals."""
+
+    interval_sec: Seconds = 5.0
+
+
+class TimeoutsSection(_Section):
+    """Gateway-side limits on one request."""
+
+    first_token_sec: Seconds = 30.0
+    idle_sec: Seconds = 30.0
+    """Longest gap between two streamed chunks."""
+    total_request_sec: Seconds = 300.0
+
+
+class GatewaySection(_Section):
+    """The OpenAI-compatible HTTP gateway."""
+
+    listen: str = "127.0.0.1:8080"
+    auth_mode: Literal["off", "optional", "required"] = "off"
+    api_key_hashes: list[str] = msgspec.field(default_factory=list)
+    """``sha256:<hex>`` of each accepted API key (``tooti gateway hash-key`` prints one)."""
+    rate_limit_rpm: Annotated[int, Meta(ge=0)] = 0
+    """Requests per minute per API key (or per client address without auth); 0 = unlimited."""
+    cors_allowed_origins: list[str] = msgspec.field(default_factory=list)
+    max_body_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
+    log_content: bool = False
+    """Log prompts and completions. Off by default; never enable on a shared gateway."""
+
+    def __post_init__(self) -> None:
+        _check_host_port(self.listen, "gateway.listen")
+        for h in self.api_key_hashes:
+            if not h.startswith("sha256:") or len(h) != len("sha256:") + 64:
+                raise ValueError(f"api key hash {h[:16]!r}… is not sha256:<64 hex digits>")
+
+
+class RoutingSection(_Section):
+    """How the gateway picks a node."""
+
+    strategy: str | None = None
+    """Strategy name; ``None`` = ``balanced`` when tooti-router-strategies is installed, else ``simple``."""
+    params: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    """Per-strategy parameters, e.g. ``params: {latency: {tolerance_ms: 20}}``."""
+    max_attempts: Annotated[int, Meta(ge=1, le=10)] = 3
+    cooldown_sec: Annotated[float, Meta(ge=0)] = 30.0
+
+
+class MetricsSection(_Section):
+    """Prometheus metrics endpoint of the node agent."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:9090"
+
+    def __post_init__(self) -> None:
+        _check_host_port(self.listen, "metrics.listen")
+
+
+class Config(_Section):
+    """A whole tooti config file."""
+
+    node: NodeSection = msgspec.field(default_factory=NodeSection)
+    listen: ListenSection = msgspec.field(default_factory=ListenSection)
+    network: NetworkSection = msgspec.field(default_factory=NetworkSection)
+    backend: BackendSection = msgspec.field(default_factory=BackendSection)
+    backends: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    """Each backend plugin's own section, validated against the plugin's ``config_type``."""
+    models: ModelsSection = msgspec.field(default_factory=ModelsSection)
+    heartbeat: HeartbeatSection = msgspec.field(default_factory=HeartbeatSection)
+    timeouts: TimeoutsSection = msgspec.field(default_factory=TimeoutsSection)
+    gateway: GatewaySection = msgspec.field(default_factory=GatewaySection)
+    routing: RoutingSection = msgspec.field(default_factory=RoutingSection)
+    metrics: MetricsSection = msgspec.field(default_factory=MetricsSection)

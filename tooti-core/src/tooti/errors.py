@@ -1,0 +1,125 @@
+"""The tooti error hierarchy.
+
+Every failure a plugin, the node or the gateway can report is one of these, so callers decide by
+type: the gateway fails over on :class:`BackendError` subclasses whose ``retryable`` is true and maps
+each class to one HTTP status (``http_status``) in OpenAI's error shape.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BackendBadRequest",
+    "BackendError",
+    "BackendOverloaded",
+    "BackendTimeout",
+    "BackendUnavailable",
+    "ConfigError",
+    "DuplicatePluginError",
+    "MalformedResponse",
+    "ModelNotFound",
+    "PluginError",
+    "PluginLoadError",
+    "PluginNotFoundError",
+    "TootiError",
+    "UpstreamError",
+]
+
+
+class TootiError(Exception):
+    """Base class of every error tooti raises on purpose."""
+
+
+class ConfigError(TootiError):
+    """A configuration file is unreadable or invalid; the message names the key path and the reason."""
+
+
+class PluginError(TootiError):
+    """Base class for plugin discovery and loading problems."""
+
+
+class PluginNotFoundError(PluginError):
+    """No installed plugin provides the requested name."""
+
+
+class PluginLoadError(PluginError):
+    """A plugin failed to import or to register; the message names the plugin and the cause."""
+
+
+class DuplicatePluginError(PluginError):
+    """Two plugins provide the same name in the same group."""
+
+
+class BackendError(TootiError):
+    """A model server call failed.
+
+    Attributes:
+        retryable: whether another node may succeed where this one failed (the gateway fails over).
+        http_status: the status the gateway answers with when this error reaches a client.
+        error_type: OpenAI's ``error.type`` string for the client.
+    """
+
+    retryable: ClassVar[bool] = False
+    http_status: ClassVar[int] = 502
+    error_type: ClassVar[str] = "upstream_error"
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+class BackendUnavailable(BackendError):
+    """The model server cannot be reached (connection refused, reset, DNS, node gone)."""
+
+    retryable = True
+    http_status = 503
+    error_type = "service_unavailable"
+
+
+class BackendTimeout(BackendError):
+    """The model server did not answer in time (connect, first token, idle gap or total)."""
+
+    retryable = True
+    http_status = 504
+    error_type = "timeout"
+
+
+class ModelNotFound(BackendError):
+    """The model server does not serve the requested model."""
+
+    retryable = True  # another node may serve it
+    http_status = 404
+    error_type = "model_not_found"
+
+
+class BackendBadRequest(BackendError):
+    """The model server rejected the request itself (bad parameters, prompt too long)."""
+
+    http_status = 400
+    error_type = "invalid_request_error"
+
+
+class BackendOverloaded(BackendError):
+    """The model server is rate limiting or its queue is full (HTTP 429 or 503 with a busy reason)."""
+
+    retryable = True
+    http_status = 429
+    error_type = "rate_limit_exceeded"
+
+
+class UpstreamError(BackendError):
+    """The model server failed with a 5xx status."""
+
+    retryable = True
+    http_status = 502
+    error_type = "upstream_error"
+
+
+class MalformedResponse(BackendError):
+    """The model server's answer could not be parsed or ended early; never a silently short answer."""
+
+    retryable = True
+    http_status = 502
+    error_type = "upstream_error"

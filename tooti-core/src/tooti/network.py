@@ -1,0 +1,79 @@
+"""The gateway's view of the network: the contract between ``tooti.p2p`` and ``tooti.gateway``.
+
+The gateway never touches libp2p or trio. It reads a registry snapshot with :meth:`Network.nodes`
+(synchronous, no I/O: the p2p runtime keeps it current from heartbeats) and sends requests with
+:meth:`Network.infer`, an async iterator of response frames over one libp2p stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+from tooti.wire.infer import InferRequest, ResponseFrame
+
+__all__ = ["AdvertisedModel", "Network", "NodeView"]
+
+
+class AdvertisedModel(msgspec.Struct, kw_only=True, frozen=True):
+    """A model as a node announces it."""
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    context_length: int | None = None
+    digest: str | None = None
+    backend: str = ""
+    price_in_per_1k: float | None = None
+    price_out_per_1k: float | None = None
+
+
+class NodeView(msgspec.Struct, kw_only=True, frozen=True):
+    """One live node in the registry, as of its last heartbeat."""
+
+    peer_id: str
+    name: str = ""
+    models: tuple[AdvertisedModel, ...] = ()
+    in_flight: int = 0
+    queued: int = 0
+    capacity: int | None = None
+    ttft_ms: float | None = None
+    tokens_per_s: float | None = None
+    region: str | None = None
+    version: str = ""
+    hardware: str = ""
+    age_s: float = 0.0
+    """Seconds since the last heartbeat, on the receiver's clock."""
+    addrs: tuple[str, ...] = ()
+
+    def serves(self) -> frozenset[str]:
+        """Every model name and alias this node answers to."""
+        names: set[str] = set()
+        for m in self.models:
+            names.add(m.name)
+            names.update(m.aliases)
+        return frozenset(names)
+
+
+@runtime_checkable
+class Network(Protocol):
+    """What the gateway needs from the p2p layer (asyncio side)."""
+
+    @property
+    def peer_id(self) -> str:
+        """This process's own peer id."""
+        ...
+
+    def nodes(self) -> list[NodeView]:
+        """Live nodes (stale ones already pruned). Cheap: no I/O, safe on the request path."""
+        ...
+
+    def infer(self, peer_id: str, request: InferRequest) -> AsyncIterator[ResponseFrame]:
+        """Send ``request`` to ``peer_id`` and yield its response frames until Done or an error frame.
+
+        Raises :class:`tooti.errors.BackendUnavailable` when the peer cannot be reached and
+        :class:`tooti.errors.MalformedResponse` when the stream ends without Done. Closing the
+        iterator early resets the stream, which cancels the node's backend request.
+        """
+        ...

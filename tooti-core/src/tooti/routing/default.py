@@ -1,0 +1,41 @@
+"""The built-in strategy used when no routing plugin is installed: fewest requests, then fastest."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from tooti.plugins.markers import hookimpl
+from tooti.routing.eligibility import eligible
+from tooti.routing.protocol import Candidate, Decision, Preferences, RoutingStrategy
+
+__all__ = ["SimpleStrategy"]
+
+
+def _key(c: Candidate) -> tuple[int, int, float]:
+    return (c.in_flight + c.queued, c.recent_failures, c.ttft_ms if c.ttft_ms is not None else float("inf"))
+
+
+class SimpleStrategy:
+    """Order by in-flight plus queued requests, then recent failures, then TTFT. Deterministic."""
+
+    name: ClassVar[str] = "simple"
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> SimpleStrategy:
+        """Build the strategy; it takes no parameters."""
+        if params:
+            raise ValueError(f"strategy 'simple' takes no parameters, got: {', '.join(sorted(params))}")
+        return cls()
+
+    def rank(self, candidates: Sequence[Candidate], prefs: Preferences) -> Decision:
+        """Return eligible candidates, least busy first."""
+        ordered = sorted(eligible(candidates, prefs), key=_key)
+        reasons = tuple(f"{c.peer_id}: load {c.in_flight + c.queued}, ttft {c.ttft_ms} ms" for c in ordered)
+        return Decision(ordered=tuple(ordered), strategy=self.name, reasons=reasons)
+
+
+@hookimpl
+def tooti_register_routers() -> list[type[RoutingStrategy]]:
+    """Register the built-in strategy."""
+    return [SimpleStrategy]

@@ -1,0 +1,35 @@
+"""Filters shared by every strategy: what may never be chosen, whatever the ordering."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tooti.routing.protocol import Candidate, Preferences
+
+__all__ = ["eligible", "total_price"]
+
+
+def total_price(candidate: Candidate) -> float:
+    """Input plus output price per 1K tokens; a node that sets no price is free."""
+    return (candidate.price_in_per_1k or 0.0) + (candidate.price_out_per_1k or 0.0)
+
+
+def eligible(candidates: Sequence[Candidate], prefs: Preferences) -> list[Candidate]:
+    """Return the candidates a strategy may order, keeping their input order.
+
+    A candidate is excluded when it does not serve ``prefs.model``, is stale or in cooldown, costs
+    more than ``prefs.max_price``, is outside ``prefs.only``, inside ``prefs.ignore``, or outside
+    ``prefs.region`` (a region preference keeps nodes that state no region out).
+    """
+    out: list[Candidate] = []
+    for c in candidates:
+        if prefs.model not in c.models or c.stale or c.in_cooldown or c.peer_id in prefs.ignore:
+            continue
+        if prefs.only is not None and c.peer_id not in prefs.only:
+            continue
+        if prefs.max_price is not None and total_price(c) > prefs.max_price:
+            continue
+        if prefs.region is not None and c.region != prefs.region:
+            continue
+        out.append(c)
+    return out
