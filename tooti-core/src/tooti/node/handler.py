@@ -1,0 +1,176 @@
+"""Serving one :class:`~tooti.wire.infer.InferRequest` with a backend, as a sequence of response frames.
+
+Event-loop agnostic (plain awaits and anyio), so the trio node agent and the asyncio
+:class:`~tooti.node.local.LocalNetwork` share it. Prompts and completions are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+
+from tooti.errors import BackendBadRequest, BackendError, BackendTimeout
+from tooti.node._aio import closing_iter
+from tooti.wire.errors import error_to_frame
+from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, InferRequest, ResponseFrame, ResultFrame, UsageFrame
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, AsyncIterator
+
+    from tooti.backends.protocol import InferenceBackend, JSONObject
+    from tooti.node.perf import PerfTracker
+
+__all__ = ["handle_request", "usage_frame"]
+
+log = logging.getLogger(__name__)
+
+
+def usage_frame(usage: object) -> UsageFrame | None:
+    """Build a usage frame from an OpenAI ``usage`` object, or ``None`` when it is absent or unusable."""
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    total = usage.get("total_tokens")
+    return UsageFrame(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total if isinstance(total, int) else prompt + completion,
+    )
+
+
+def _remaining(deadline_ms: int) -> float:
+    """Seconds left before the request's deadline (``inf`` without one)."""
+    if deadline_ms <= 0:
+        return float("inf")
+    return deadline_ms / 1000.0 - time.time()
+
+
+def _has_content(chunk: JSONObject) -> bool:
+    """Whether a chat/completion chunk carries generated text (a token), not just a role or usage."""
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and (
+            delta.get("content") or delta.get("reasoning_content") or delta.get("tool_calls")
+        ):
+            return True
+        if choice.get("text"):
+            return True
+    return False
+
+
+async def _unary(backend: InferenceBackend, request: InferRequest, body: JSONObject) -> AsyncIterator[ResponseFrame]:
+    if request.kind == "chat":
+        call = backend.chat
+    elif request.kind == "completion":
+        call = backend.completion
+    else:
+        call = backend.embeddings
+    with anyio.fail_after(_remaining(request.deadline_ms)):
+        result = await call(body)
+    yield ResultFrame(data=result)
+    usage = usage_frame(result.get("usage"))
+    if usage is not None:
+        yield usage
+
+
+class _StreamStats:
+    """Timing of one streamed answer, for the node's moving averages."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.first: float | None = None
+        self.last = self.started
+        self.tokens = 0
+        self.usage: UsageFrame | None = None
+
+    def see(self, chunk: JSONObject) -> None:
+        now = time.perf_counter()
+        if _has_content(chunk):
+            self.tokens += 1
+            self.last = now
+            if self.first is None:
+                self.first = now
+        usage = usage_frame(chunk.get("usage"))
+        if usage is not None:
+            self.usage = usage
+
+    def report(self, perf: PerfTracker) -> None:
+        if self.first is None:
+            return
+        perf.record_ttft((self.first - self.started) * 1000.0)
+        generated = self.usage.completion_tokens if self.usage is not None else self.tokens
+        perf.record_decode(generated - 1, self.last - self.first)
+
+
+async def _streamed(
+    backend: InferenceBackend, request: InferRequest, body: JSONObject, perf: PerfTracker | None
+) -> AsyncIterator[ResponseFrame]:
+    stats = _StreamStats()
+    async with closing_iter(backend.chat_stream(body)) as chunks:
+        iterator = aiter(chunks)
+        while True:
+            # The scope wraps only the wait, never a yield: cancel scopes must not span a yield.
+            with anyio.fail_after(_remaining(request.deadline_ms)):
+                try:
+                    chunk = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+            stats.see(chunk)
+            yield ChunkFrame(data=chunk)
+    if stats.usage is not None:
+        yield stats.usage
+    if perf is not None:
+        stats.report(perf)
+
+
+def _frames(backend: InferenceBackend, request: InferRequest, perf: PerfTracker | None) -> AsyncIterator[ResponseFrame]:
+    body: JSONObject = {**request.body, "model": request.model}
+    if request.kind == "chat" and request.stream:
+        return _streamed(backend, request, body, perf)
+    # Completions and embeddings have no streamed form in the backend contract: one ResultFrame.
+    return _unary(backend, request, body)
+
+
+async def handle_request(
+    backend: InferenceBackend, request: InferRequest, *, perf: PerfTracker | None = None
+) -> AsyncGenerator[ResponseFrame, None]:
+    """Run ``request`` on ``backend`` and yield its response frames, ending with Done or an ErrorFrame.
+
+    Streamed chat yields one :class:`ChunkFrame` per backend chunk; other kinds yield one
+    :class:`ResultFrame`. A :class:`UsageFrame` follows when the backend reported usage. Backend
+    failures become an :class:`ErrorFrame` (never an exception); closing this generator early closes
+    the backend's stream, which stops generation upstream.
+    """
+    if request.kind not in ("chat", "completion", "embeddings"):
+        yield error_to_frame(BackendBadRequest(f"unknown request kind {request.kind!r}"))
+        return
+    if _remaining(request.deadline_ms) <= 0:
+        yield error_to_frame(BackendTimeout("request deadline already passed"))
+        return
+    failure: ErrorFrame | None = None
+    try:
+        async with closing_iter(_frames(backend, request, perf)) as frames:
+            async for frame in frames:
+                yield frame
+    except TimeoutError:
+        failure = error_to_frame(BackendTimeout("request deadline exceeded on the node"))
+    except BackendError as exc:
+        failure = error_to_frame(exc)
+    except Exception as exc:  # noqa: BLE001 - a plugin bug becomes an error frame, never a dead stream
+        log.warning(
+            "backend %s failed on request %s: %s", type(backend).__name__, request.request_id, type(exc).__name__
+        )
+        failure = ErrorFrame(code="upstream", message=f"backend error: {type(exc).__name__}")
+    if failure is not None:
+        yield failure
+        return
+    if perf is not None:
+        perf.record_request()
+    yield Done()
