@@ -8,7 +8,14 @@ Public API for plugin authors: :data:`hookimpl`, the :class:`InferenceBackend` a
 from __future__ import annotations
 
 from tooti._version import __version__
-from tooti.backends.protocol import BackendHealth, BackendSettings, InferenceBackend, JSONObject, LoadSnapshot, ModelInfo
+from tooti.backends.protocol import (
+    BackendHealth,
+    BackendSettings,
+    InferenceBackend,
+    JSONObject,
+    LoadSnapshot,
+    ModelInfo,
+)
 from tooti.hookspecs import TOOTI_HOOK_API
 from tooti.plugins.markers import hookimpl
 from tooti.routing.protocol import Candidate, Decision, Preferences, RoutingStrategy

@@ -11,12 +11,13 @@ from those classes (:class:`tooti.InferenceBackend`, :class:`tooti.RoutingStrate
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from tooti.plugins.markers import hookspec
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from tooti.backends.protocol import InferenceBackend
     from tooti.routing.protocol import RoutingStrategy
 

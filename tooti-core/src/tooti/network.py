@@ -7,12 +7,14 @@ The gateway never touches libp2p or trio. It reads a registry snapshot with :met
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import msgspec
 
-from tooti.wire.infer import InferRequest, ResponseFrame
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from tooti.wire.infer import InferRequest, ResponseFrame
 
 __all__ = ["AdvertisedModel", "Network", "NodeView"]
 

@@ -34,15 +34,17 @@ def config_check(file: ConfigFile = None) -> None:
     """Validate a config file, including the configured backend plugin's own section."""
     from tooti.cli._common import console, fail
     from tooti.config import backend_plugin_config, default_config_file, load_config
-    from tooti.errors import TootiError
+    from tooti.errors import ConfigError, PluginError
     from tooti.plugins import PluginHost
 
     path = file or default_config_file()
     try:
         config = load_config(path)
         backend_plugin_config(config, PluginHost(), source=str(path))
-    except TootiError as exc:
+    except ConfigError as exc:
         fail(str(exc))
+    except PluginError as exc:
+        fail(f"{path}: backend.type: {exc}")
     console.print(f"[green]ok[/green] {path}: backend {config.backend.type!r}, gateway {config.gateway.listen}")
 
 

@@ -29,10 +29,48 @@ def _dotted(path: str) -> str:
     return path.lstrip(".")
 
 
-def _explain(error: msgspec.ValidationError, prefix: str) -> str:
+def _replace_at(data: Any, steps: list[str], value: Any) -> Any:
+    """Return a copy of ``data`` with the container at ``steps`` replaced by ``value``."""
+    if not steps:
+        return value
+    head, rest = steps[0], steps[1:]
+    if isinstance(data, dict):
+        return {**data, head: _replace_at(data[head], rest, value)}
+    copy = list(data)
+    copy[int(head)] = _replace_at(copy[int(head)], rest, value)
+    return copy
+
+
+def _resolve_keys(data: Any, schema: type[Any], path: str, reason: str) -> str:
+    """Replace msgspec's ``[...]`` (an unnamed mapping key) in ``path`` with the key that fails.
+
+    msgspec does not say which key of a mapping held the bad value; finding it needs one more
+    conversion per key, which only happens on this error path.
+    """
+    steps = [s for s in re.split(r"\.|\[|\]", path.replace("[...]", ".*")) if s]
+    if "*" not in steps:
+        return path
+    at = steps.index("*")
+    container: Any = data
+    for step in steps[:at]:
+        container = container[step] if isinstance(container, dict) else container[int(step)]
+    if not isinstance(container, dict):
+        return path
+    for key in container:
+        try:
+            msgspec.convert(_replace_at(data, steps[:at], {key: container[key]}), schema, strict=True)
+        except msgspec.ValidationError as exc:
+            if str(exc).startswith(reason):
+                return path.replace("[...]", f".{key}", 1)
+    return path
+
+
+def _explain(error: msgspec.ValidationError, prefix: str, data: Any = None, schema: type[Any] | None = None) -> str:
     match = _PATH.match(str(error))
     reason = match.group("reason") if match else str(error)
     path = _dotted(match.group("path") or "") if match else ""
+    if schema is not None and "[...]" in path:
+        path = _resolve_keys(data, schema, path, reason)
     unknown = _UNKNOWN.match(reason)
     if unknown:
         path = f"{path}.{unknown.group('field')}" if path else unknown.group("field")
@@ -46,7 +84,7 @@ def convert_section(data: Any, schema: type[T], *, prefix: str = "", source: str
     try:
         return msgspec.convert(data, schema, strict=True)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: {_explain(exc, prefix)}") from None
+        raise ConfigError(f"{source}: {_explain(exc, prefix, data, schema)}") from None
 
 
 def parse_config(text: str, *, suffix: str, source: str = "config") -> Config:

@@ -33,7 +33,7 @@ _MULTIADDR_PREFIXES = ("/ip4/", "/ip6/", "/dns/", "/dns4/", "/dns6/", "/dnsaddr/
 
 def _check_host_port(value: str, key: str) -> None:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:  # noqa: PLR2004
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"{key} must be HOST:PORT, got {value!r}")
 
 
@@ -70,7 +70,9 @@ class NetworkSection(_Section):
     def __post_init__(self) -> None:
         for addr in self.bootstrap_peers:
             if not addr.startswith(_MULTIADDR_PREFIXES):
-                raise ValueError(f"bootstrap peer {addr!r} is not a multiaddr (/ip4/…/tcp/…/p2p/<id> or /dnsaddr/<host>)")
+                raise ValueError(
+                    f"bootstrap peer {addr!r} is not a multiaddr (/ip4/…/tcp/…/p2p/<id> or /dnsaddr/<host>)"
+                )
             if "/p2p/" not in addr and not addr.startswith("/dnsaddr/"):
                 raise ValueError(f"bootstrap peer {addr!r} lacks /p2p/<peer id>")
 

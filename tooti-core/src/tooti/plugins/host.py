@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,6 +20,8 @@ from tooti.plugins.inventory import KINDS, PluginInfo, PluginKind
 from tooti.plugins.markers import PROJECT_NAME
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
     from tooti.backends.protocol import InferenceBackend
     from tooti.routing.protocol import RoutingStrategy
 
@@ -154,13 +155,13 @@ class PluginHost:
             status="ok",
             entry_point=ep.value,
         )
+        self._records[(kind, ep.name)] = info
         if not self._enabled(ep.name):
             info.status = "disabled"
-            self._records[(kind, ep.name)] = info
             return
         try:
             plugin = ep.load()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the host down
             self._fail(info, exc)
             return
         self._register(plugin, info)
@@ -173,7 +174,7 @@ class PluginHost:
             self.pm.check_pending()
             classes = self._call_registration(plugin, info.kind)
             self._index(classes, info)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - isolate any failure inside the plugin's hooks
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
             self._fail(info, exc)
@@ -188,7 +189,8 @@ class PluginHost:
             if impl.plugin is not plugin:
                 continue
             result = impl.function()
-            if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
                 raise PluginLoadError(f"{KINDS[kind][1]} must be synchronous, got a coroutine")
             for cls in result or ():
                 if not isinstance(cls, type) or not isinstance(getattr(cls, "name", None), str):

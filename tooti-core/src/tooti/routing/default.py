@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tooti.plugins.markers import hookimpl
 from tooti.routing.eligibility import eligible
 from tooti.routing.protocol import Candidate, Decision, Preferences, RoutingStrategy
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = ["SimpleStrategy"]
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from tooti.routing.protocol import Candidate, Preferences
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from tooti.routing.protocol import Candidate, Preferences
 
 __all__ = ["eligible", "total_price"]
 

@@ -1,0 +1,1 @@
+"""Example tooti backend plugin that echoes the last user message."""

