@@ -1,0 +1,197 @@
+"""Helpers shared by the strategies, written for speed: one pass per quantity, C-level sorting.
+
+A rank over *n* candidates is O(n) passes plus one ordering step. Per-candidate work is kept to list
+comprehensions over msgspec attribute reads; ordering sorts indices by a precomputed key list
+(``keys.__getitem__`` is a C call), and for large snapshots only the head that the gateway can
+actually try is sorted (see :func:`order_indices`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import statistics
+from itertools import compress
+from typing import TYPE_CHECKING, Any, Literal
+
+from tooti.routing.protocol import Candidate, Decision, Preferences
+
+from tooti_router_strategies._params import Param
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+__all__ = [
+    "COMMON_PARAMS",
+    "FULL_SORT_MAX",
+    "SORTED_HEAD",
+    "SPREAD",
+    "UnknownTtft",
+    "build_decision",
+    "expected_ttfts",
+    "fast_eligible",
+    "load_ratios",
+    "make_rng",
+    "order_indices",
+    "prices",
+    "spread_band",
+]
+
+UnknownTtft = Literal["median", "optimistic"]
+
+FULL_SORT_MAX = 256
+"""Up to this many eligible candidates the whole order is sorted."""
+SORTED_HEAD = 64
+"""Above :data:`FULL_SORT_MAX`, only this many best candidates are sorted; the rest keep snapshot order.
+
+The gateway tries at most ``routing.max_attempts`` (<= 10) nodes, so a sorted head of 64 is never
+exhausted, and skipping the full sort saves about half of the ordering time at 10,000 candidates.
+"""
+SPREAD = 16
+"""At most this many near-best candidates are put in random order at the front (load spreading)."""
+
+COMMON_PARAMS: dict[str, Param] = {
+    "explain": Param(kind=int, default=10, ge=0, le=1000, doc="how many ranked nodes get a reason line"),
+}
+TTFT_PARAMS: dict[str, Param] = {
+    "unknown_ttft": Param(
+        kind=str, default="median", choices=("median", "optimistic"), doc="TTFT assumed for nodes never measured"
+    ),
+    "queue_penalty": Param(
+        kind=float, default=1.0, ge=0.0, le=100.0, doc="TTFT grows by this factor x queued/capacity"
+    ),
+}
+SEED_PARAM: dict[str, Param] = {
+    "seed": Param(kind=int, default=None, doc="seed for the load-spreading random choice (tests, replays)"),
+}
+
+
+def make_rng(seed: int | None, rng: random.Random | None) -> random.Random:
+    """Return ``rng`` if given, else a generator seeded with ``seed`` (``None``: from the OS)."""
+    return rng if rng is not None else random.Random(seed)
+
+
+def fast_eligible(candidates: Sequence[Candidate], prefs: Preferences) -> list[Candidate]:
+    """Same result as :func:`tooti.routing.eligible`, faster: optional filters run only when set.
+
+    Property tests check that both functions agree on arbitrary snapshots.
+    """
+    model, ignore = prefs.model, prefs.ignore
+    if ignore:
+        out = [
+            c for c in candidates if model in c.models and not c.stale and not c.in_cooldown and c.peer_id not in ignore
+        ]
+    else:
+        out = [c for c in candidates if model in c.models and not c.stale and not c.in_cooldown]
+    if prefs.only is not None:
+        only = prefs.only
+        out = [c for c in out if c.peer_id in only]
+    if prefs.max_price is not None:
+        ceiling = prefs.max_price
+        out = [c for c in out if (c.price_in_per_1k or 0.0) + (c.price_out_per_1k or 0.0) <= ceiling]
+    if prefs.region is not None:
+        region = prefs.region
+        out = [c for c in out if c.region == region]
+    return out
+
+
+def load_ratios(el: Sequence[Candidate]) -> list[float]:
+    """(in flight + queued) / capacity per candidate; an unknown or zero capacity counts as 1."""
+    return [(c.in_flight + c.queued) / (c.capacity or 1) for c in el]
+
+
+def prices(el: Sequence[Candidate]) -> list[float]:
+    """Input plus output price per 1K tokens (unpriced nodes are free), as in max_price checks."""
+    return [(c.price_in_per_1k or 0.0) + (c.price_out_per_1k or 0.0) for c in el]
+
+
+def expected_ttfts(el: Sequence[Candidate], unknown: UnknownTtft, queue_penalty: float) -> tuple[list[float], float]:
+    """Expected TTFT per candidate and the value assumed for unmeasured ones.
+
+    ``expected = ttft_ms x (1 + queue_penalty x queued / capacity)``: the moving average was measured
+    at the node's usual load, and every request already waiting adds roughly one more slot's worth
+    of delay. A node with no TTFT yet gets the median of the measured ones (``median``: neither
+    favoured nor starved) or the best one (``optimistic``: it joins the near-best band and is
+    explored); with no measurement at all every node gets 0 and the choice is random.
+    """
+    raw = [c.ttft_ms for c in el]
+    fill = 0.0
+    out: list[float]
+    if None in raw:  # a C-level scan; the fill pass runs only when some node is unmeasured
+        known = [t for t in raw if t is not None]
+        if known:
+            fill = statistics.median(known) if unknown == "median" else min(known)
+        out = [fill if t is None else t for t in raw]
+    else:
+        out = raw  # type: ignore[assignment]  # no None left, checked just above
+    if queue_penalty:
+        queued = [c.queued for c in el]
+        if any(queued):  # idle networks skip the Python-level loop entirely
+            for i in compress(range(len(el)), queued):
+                out[i] *= 1.0 + queue_penalty * queued[i] / (el[i].capacity or 1)
+    return out, fill
+
+
+def order_indices(keys: Sequence[Any]) -> list[int]:
+    """Indices of ``keys`` in ascending key order; ties keep snapshot order.
+
+    Above :data:`FULL_SORT_MAX` keys only the best :data:`SORTED_HEAD` are sorted and the rest
+    follow in snapshot order, which is all the gateway ever reads.
+    """
+    n = len(keys)
+    if n <= FULL_SORT_MAX:
+        return sorted(range(n), key=keys.__getitem__)
+    head = heapq.nsmallest(SORTED_HEAD, range(n), key=keys.__getitem__)
+    mask = bytearray(b"\x01") * n
+    for i in head:
+        mask[i] = 0
+    head.extend(compress(range(n), mask))
+    return head
+
+
+def spread_band(order: list[int], keys: Sequence[float], width: float, rng: random.Random) -> tuple[list[int], int]:
+    """Shuffle the near-best front of ``order`` so equal-enough nodes share the load.
+
+    The band holds the leading entries whose key is within ``width`` of the best. Up to
+    :data:`SPREAD` of them, chosen uniformly at random, go first in random order; the rest of the
+    band keeps its sorted order. Returns the new order and the band size.
+    """
+    if not order:
+        return order, 0
+    limit = keys[order[0]] + width
+    band = 0
+    stop = min(len(order), SORTED_HEAD)
+    while band < stop and keys[order[band]] <= limit:
+        band += 1
+    if band < 2:
+        return order, band
+    picked = rng.sample(range(band), min(band, SPREAD))
+    chosen = set(picked)
+    front = [order[i] for i in picked]
+    front.extend(order[i] for i in range(band) if i not in chosen)
+    front.extend(order[band:])
+    return front, band
+
+
+def build_decision(
+    strategy: str,
+    el: Sequence[Candidate],
+    order: Sequence[int],
+    *,
+    total: int,
+    summary: str,
+    explain: int,
+    describe: Callable[[int], str],
+) -> Decision:
+    """Assemble a :class:`Decision` with a summary line and one reason per explained rank.
+
+    Only the first ``explain`` ranks get a line (formatting is the costliest per-node step and the
+    debug header is short); a last line counts the unexplained rest.
+    """
+    ordered = tuple(map(el.__getitem__, order))
+    reasons = [f"{strategy}: {len(el)} of {total} candidates eligible; {summary}"]
+    shown = min(explain, len(order))
+    reasons.extend(f"#{rank + 1} {el[i].peer_id}: {describe(i)}" for rank, i in enumerate(order[:shown]))
+    if len(order) > shown:
+        reasons.append(f"... {len(order) - shown} more ranked, not explained (routing.params.{strategy}.explain)")
+    return Decision(ordered=ordered, strategy=strategy, reasons=tuple(reasons))

@@ -1,0 +1,72 @@
+"""cost: cheapest (input + output) price per 1K tokens first, then lowest expected TTFT.
+
+The request's ``max_price`` ceiling is applied by eligibility before ranking, so a node above it is
+never returned. Nodes that set no price count as free, as in the ceiling check.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from tooti_router_strategies._common import (
+    COMMON_PARAMS,
+    TTFT_PARAMS,
+    UnknownTtft,
+    build_decision,
+    expected_ttfts,
+    fast_eligible,
+    order_indices,
+    prices,
+)
+from tooti_router_strategies._params import parse_params
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from tooti.routing.protocol import Candidate, Decision, Preferences
+
+__all__ = ["CostStrategy"]
+
+
+class CostStrategy:
+    """Order by price per 1K tokens, ties by expected TTFT. Deterministic.
+
+    Args:
+        unknown_ttft: TTFT assumed for unmeasured nodes in the tie-break (``median``/``optimistic``).
+        queue_penalty: weight of queued requests in the expected TTFT tie-break.
+        explain: how many ranked nodes get a reason line.
+    """
+
+    name: ClassVar[str] = "cost"
+    PARAMS: ClassVar = {**TTFT_PARAMS, **COMMON_PARAMS}
+
+    def __init__(self, *, unknown_ttft: UnknownTtft = "median", queue_penalty: float = 1.0, explain: int = 10) -> None:
+        self.unknown_ttft: UnknownTtft = unknown_ttft
+        self.queue_penalty = queue_penalty
+        self.explain = explain
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> CostStrategy:
+        """Build from ``routing.params.cost``; raises ``ValueError`` naming a bad key."""
+        return cls(**parse_params(cls.name, params, cls.PARAMS))
+
+    def rank(self, candidates: Sequence[Candidate], prefs: Preferences) -> Decision:
+        """Return eligible candidates, cheapest first."""
+        el = fast_eligible(candidates, prefs)
+        price = prices(el)
+        ttfts, _ = expected_ttfts(el, self.unknown_ttft, self.queue_penalty)
+        order = order_indices(list(zip(price, ttfts, strict=True)))
+        ceiling = "none" if prefs.max_price is None else f"{prefs.max_price:g}"
+
+        def describe(i: int) -> str:
+            return f"price {price[i]:.4g}/1K tokens, expected ttft {ttfts[i]:.0f} ms"
+
+        return build_decision(
+            self.name,
+            el,
+            order,
+            total=len(candidates),
+            summary=f"cheapest first (max_price {ceiling}), ties by expected ttft",
+            explain=self.explain,
+            describe=describe,
+        )

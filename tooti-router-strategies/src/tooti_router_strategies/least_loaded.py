@@ -1,0 +1,78 @@
+"""least-loaded: the node with the most free capacity first.
+
+Load is ``(in_flight + queued) / capacity`` (an unknown capacity counts as 1 slot), so a 16-slot node
+running 4 requests (0.25) beats a 1-slot node running 1 (1.0). Ties go to the node with fewer
+gateway-observed recent failures, then to the lower expected TTFT. Deterministic: the gateway's own
+in-flight accounting moves the next request elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from tooti_router_strategies._common import (
+    COMMON_PARAMS,
+    TTFT_PARAMS,
+    UnknownTtft,
+    build_decision,
+    expected_ttfts,
+    fast_eligible,
+    load_ratios,
+    order_indices,
+)
+from tooti_router_strategies._params import parse_params
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from tooti.routing.protocol import Candidate, Decision, Preferences
+
+__all__ = ["LeastLoadedStrategy"]
+
+
+class LeastLoadedStrategy:
+    """Order by load ratio, then recent failures, then expected TTFT.
+
+    Args:
+        explain: how many ranked nodes get a reason line.
+        unknown_ttft: TTFT assumed for unmeasured nodes in the tie-break (``median``/``optimistic``).
+        queue_penalty: weight of queued requests in the expected TTFT tie-break.
+    """
+
+    name: ClassVar[str] = "least-loaded"
+    PARAMS: ClassVar = {**COMMON_PARAMS, **TTFT_PARAMS}
+
+    def __init__(self, *, explain: int = 10, unknown_ttft: UnknownTtft = "median", queue_penalty: float = 1.0) -> None:
+        self.explain = explain
+        self.unknown_ttft: UnknownTtft = unknown_ttft
+        self.queue_penalty = queue_penalty
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> LeastLoadedStrategy:
+        """Build from ``routing.params.least-loaded``; raises ``ValueError`` naming a bad key."""
+        return cls(**parse_params(cls.name, params, cls.PARAMS))
+
+    def rank(self, candidates: Sequence[Candidate], prefs: Preferences) -> Decision:
+        """Return eligible candidates, least loaded first."""
+        el = fast_eligible(candidates, prefs)
+        loads = load_ratios(el)
+        ttfts, _ = expected_ttfts(el, self.unknown_ttft, self.queue_penalty)
+        keys = list(zip(loads, [c.recent_failures for c in el], ttfts, strict=True))
+        order = order_indices(keys)
+
+        def describe(i: int) -> str:
+            c = el[i]
+            return (
+                f"load {loads[i]:.2f} ({c.in_flight} in flight + {c.queued} queued / {c.capacity or 1} slots),"
+                f" {c.recent_failures} recent failures, expected ttft {ttfts[i]:.0f} ms"
+            )
+
+        return build_decision(
+            self.name,
+            el,
+            order,
+            total=len(candidates),
+            summary="lowest (in flight + queued) / capacity first",
+            explain=self.explain,
+            describe=describe,
+        )
