@@ -6,9 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from typer.testing import CliRunner
+
 from tooti import __version__
 from tooti.cli import app
-from typer.testing import CliRunner
 
 runner = CliRunner()
 EXAMPLE = Path(__file__).parents[2] / "docs" / "node.example.yaml"

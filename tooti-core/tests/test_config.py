@@ -4,6 +4,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from tooti.config import default_config_file, default_identity_file, load_config, parse_config, tooti_home
 from tooti.config.loader import convert_section
 from tooti.errors import ConfigError

@@ -4,6 +4,7 @@ import types
 from typing import ClassVar
 
 import pytest
+
 from tooti import hookimpl
 from tooti.errors import DuplicatePluginError, PluginLoadError, PluginNotFoundError
 from tooti.plugins import PluginHost

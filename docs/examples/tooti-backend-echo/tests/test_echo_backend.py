@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tooti.config import backend_plugin_config, backend_settings, parse_config
 from tooti.errors import BackendBadRequest, ModelNotFound
 from tooti.plugins import PluginHost

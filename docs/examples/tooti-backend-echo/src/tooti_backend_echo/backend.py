@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import msgspec
+
 from tooti import BackendHealth, BackendSettings, JSONObject, LoadSnapshot, ModelInfo
 from tooti.errors import BackendBadRequest, ModelNotFound
 
