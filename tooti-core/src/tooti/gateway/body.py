@@ -1,0 +1,116 @@
+"""Reading and checking OpenAI request bodies without losing any field.
+
+The body is decoded as a plain JSON object so every parameter, including ones tooti has never heard
+of, reaches the node untouched. Only what routing needs is checked (``model``, the prompt field,
+``stream``), and only the ``tooti`` preferences object is removed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from tooti.gateway.errors import ApiError
+from tooti.wire.infer import RequestKind
+
+__all__ = ["ParsedBody", "parse_body", "upstream_body", "upstream_streams"]
+
+_PROMPT_FIELD: dict[RequestKind, str] = {"chat": "messages", "completion": "prompt", "embeddings": "input"}
+
+
+class ParsedBody(msgspec.Struct, kw_only=True, frozen=True):
+    """A checked request: the body to forward and what the gateway reads from it."""
+
+    kind: RequestKind
+    model: str
+    body: dict[str, Any]
+    """The client's JSON minus ``tooti``."""
+    stream: bool
+    include_usage: bool
+    preferences: dict[str, Any] | None
+    """The client's ``tooti`` object, if any (parsed by :mod:`tooti.gateway.prefs`)."""
+
+
+def _decode(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise ApiError(400, "request body is empty; expected a JSON object", code="invalid_json")
+    try:
+        data = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, f"request body must be a JSON object, got {type(data).__name__}", code="invalid_json")
+    return data
+
+
+def _check_messages(messages: Any) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, "'messages' must be a non-empty array", param="messages")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise ApiError(400, f"'messages[{i}]' must be an object", param=f"messages[{i}]")
+        if not isinstance(m.get("role"), str):
+            raise ApiError(400, f"'messages[{i}].role' must be a string", param=f"messages[{i}].role")
+
+
+def _check_prompt(kind: RequestKind, value: Any) -> None:
+    field = _PROMPT_FIELD[kind]
+    if kind == "chat":
+        _check_messages(value)
+    elif value is None or not isinstance(value, str | list) or (isinstance(value, list) and not value):
+        raise ApiError(400, f"'{field}' must be a string or a non-empty array", param=field)
+
+
+def _include_usage(data: dict[str, Any], stream: bool) -> bool:
+    opts = data.get("stream_options")
+    if opts is None:
+        return False
+    if not isinstance(opts, dict):
+        raise ApiError(400, "'stream_options' must be an object", param="stream_options")
+    usage = opts.get("include_usage", False)
+    if not isinstance(usage, bool):
+        raise ApiError(400, "'stream_options.include_usage' must be a boolean", param="stream_options.include_usage")
+    return stream and usage
+
+
+def parse_body(raw: bytes, kind: RequestKind) -> ParsedBody:
+    """Decode and check ``raw``; raise :class:`ApiError` (400) naming the first bad field."""
+    data = _decode(raw)
+    model = data.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise ApiError(400, "'model' is required and must be a non-empty string", param="model")
+    _check_prompt(kind, data.get(_PROMPT_FIELD[kind]))
+    stream = data.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise ApiError(400, "'stream' must be a boolean", param="stream")
+    if stream and kind == "embeddings":
+        raise ApiError(400, "embeddings cannot be streamed", param="stream")
+    include_usage = _include_usage(data, stream)
+    prefs = data.pop("tooti", None)
+    if prefs is not None and not isinstance(prefs, dict):
+        raise ApiError(400, "'tooti' must be an object of routing preferences", param="tooti")
+    return ParsedBody(kind=kind, model=model, body=data, stream=stream, include_usage=include_usage, preferences=prefs)
+
+
+def upstream_streams(parsed: ParsedBody) -> bool:
+    """Whether the node streams the answer: only chat streams on the wire; other kinds come whole."""
+    return parsed.stream and parsed.kind == "chat"
+
+
+def upstream_body(parsed: ParsedBody) -> dict[str, Any]:
+    """The body sent to the node.
+
+    Streamed chat always asks for usage (``stream_options.include_usage``) so the gateway can count
+    tokens; :mod:`tooti.gateway.relay` drops the usage chunk again when the client did not ask. A
+    streamed legacy completion is requested whole and relayed as one chunk.
+    """
+    if not parsed.stream:
+        return parsed.body
+    if not upstream_streams(parsed):
+        return {**parsed.body, "stream": False}
+    options = dict(parsed.body.get("stream_options") or {})
+    options["include_usage"] = True
+    return {**parsed.body, "stream_options": options}

@@ -1,0 +1,78 @@
+"""What the network offers, from the registry snapshot: the model list and the node table."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from tooti.gateway.observations import Observations
+    from tooti.network import NodeView
+
+__all__ = ["model_list", "node_table"]
+
+
+def model_list(nodes: Sequence[NodeView]) -> list[dict[str, Any]]:
+    """OpenAI ``model`` objects for every name and alias a live node serves, sorted by id.
+
+    Aliases are listed as their own entries with ``root`` naming the canonical model, so clients
+    that pick a model from the list can use either name.
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    for node in nodes:
+        for m in node.models:
+            for name in (m.name, *m.aliases):
+                entry = entries.get(name)
+                if entry is None:
+                    entry = entries[name] = {
+                        "id": name,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": m.backend or "tooti",
+                        "root": m.name,
+                        "context_length": m.context_length,
+                        "aliases": sorted(a for a in (m.name, *m.aliases) if a != name),
+                        "nodes": 0,
+                    }
+                entry["nodes"] += 1
+                if m.context_length and (entry["context_length"] or 0) < m.context_length:
+                    entry["context_length"] = m.context_length
+    return [entries[k] for k in sorted(entries)]
+
+
+def _gateway_view(obs: Observations, peer_id: str) -> dict[str, Any]:
+    s = obs.peek(peer_id)
+    return {
+        "in_flight": s.in_flight if s else 0,
+        "ttft_ms": s.ttft_ms if s else None,
+        "tokens_per_s": s.tokens_per_s if s else None,
+        "served": s.served if s else 0,
+        "recent_failures": obs.recent_failures(peer_id),
+        "in_cooldown": obs.in_cooldown(peer_id),
+    }
+
+
+def node_table(nodes: Sequence[NodeView], obs: Observations) -> list[dict[str, Any]]:
+    """The registry as the gateway sees it: the node's own heartbeat plus this gateway's measurements."""
+    now = time.time()
+    return [
+        {
+            "peer_id": n.peer_id,
+            "name": n.name,
+            "models": sorted(n.serves()),
+            "in_flight": n.in_flight,
+            "queued": n.queued,
+            "capacity": n.capacity,
+            "ttft_ms": n.ttft_ms,
+            "tokens_per_s": n.tokens_per_s,
+            "region": n.region,
+            "version": n.version,
+            "hardware": n.hardware,
+            "age_s": round(n.age_s, 3),
+            "last_seen": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - n.age_s)),
+            "gateway": _gateway_view(obs, n.peer_id),
+        }
+        for n in sorted(nodes, key=lambda n: n.peer_id)
+    ]

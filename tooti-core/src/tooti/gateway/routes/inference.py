@@ -1,0 +1,84 @@
+"""``/v1/chat/completions``, ``/v1/completions`` and ``/v1/embeddings``: route, fail over, relay."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from litestar import MediaType, Request, Response, post
+from litestar.response import Stream
+
+from tooti.gateway.access import access_guard
+from tooti.gateway.body import parse_body
+from tooti.gateway.context import request_context
+from tooti.gateway.dispatch import open_request
+from tooti.gateway.openapi import CHAT_OPERATION, COMPLETION_OPERATION, EMBEDDINGS_OPERATION
+from tooti.gateway.prefs import preferences_for
+from tooti.gateway.relay import collect_result, sse_events
+from tooti.gateway.state import gateway_of
+
+if TYPE_CHECKING:
+    from tooti.wire.infer import RequestKind
+
+__all__ = ["chat_completions", "completions", "embeddings"]
+
+log = logging.getLogger("tooti.gateway.content")
+
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+async def _serve(request: Request[Any, Any, Any], kind: RequestKind) -> Response[Any]:
+    gw = gateway_of(request)
+    ctx = request_context(request.scope)
+    parsed = parse_body(await request.body(), kind)
+    ctx.model = parsed.model
+    prefs = preferences_for(parsed.model, parsed.preferences, request.headers)
+    if gw.config.gateway.log_content:
+        log.info("%s request body: %s", ctx.request_id, parsed.body)
+    opened = await open_request(gw, parsed, prefs, ctx)
+    if parsed.stream:
+        events = sse_events(gw, opened, parsed, ctx)
+        return Stream(events, media_type="text/event-stream", headers=_SSE_HEADERS)
+    result = await collect_result(gw, opened, parsed, ctx)
+    if gw.config.gateway.log_content:
+        log.info("%s answer: %s", ctx.request_id, result)
+    return Response(result, media_type=MediaType.JSON)
+
+
+@post(
+    "/v1/chat/completions",
+    status_code=200,
+    guards=[access_guard],
+    operation_class=CHAT_OPERATION,
+    opt={"route": "/v1/chat/completions"},
+    summary="Create a chat completion (OpenAI-compatible; SSE when stream is true)",
+)
+async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Route a chat completion to a node."""
+    return await _serve(request, "chat")
+
+
+@post(
+    "/v1/completions",
+    status_code=200,
+    guards=[access_guard],
+    operation_class=COMPLETION_OPERATION,
+    opt={"route": "/v1/completions"},
+    summary="Create a text completion (OpenAI-compatible legacy API)",
+)
+async def completions(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Route a legacy text completion to a node."""
+    return await _serve(request, "completion")
+
+
+@post(
+    "/v1/embeddings",
+    status_code=200,
+    guards=[access_guard],
+    operation_class=EMBEDDINGS_OPERATION,
+    opt={"route": "/v1/embeddings"},
+    summary="Create embeddings (OpenAI-compatible)",
+)
+async def embeddings(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Route an embeddings request to a node."""
+    return await _serve(request, "embeddings")
