@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, get
+from litestar.params import FromPath
 
 from tooti.gateway.access import access_guard
 from tooti.gateway.catalog import model_list, node_table
@@ -26,7 +27,7 @@ async def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
     opt={"route": "/v1/models/{model}"},
     summary="Describe one model",
 )
-async def get_model(request: Request[Any, Any, Any], model_id: str) -> dict[str, Any]:
+async def get_model(request: Request[Any, Any, Any], model_id: FromPath[str]) -> dict[str, Any]:
     """One model object, or 404."""
     wanted = model_id.lstrip("/")
     for entry in model_list(gateway_of(request).network.nodes()):
