@@ -15,7 +15,6 @@ from itertools import compress
 from typing import TYPE_CHECKING, Any, Literal
 
 from tooti.routing.protocol import Candidate, Decision, Preferences
-
 from tooti_router_strategies._params import Param
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ __all__ = ["Param", "parse_params"]
 class Param(msgspec.Struct, frozen=True, kw_only=True):
     """One accepted parameter: its type, default and allowed range or choices."""
 
-    kind: type[float] | type[int] | type[str]
+    kind: type[float] | type[int] | type[str] | type[bool]
     default: Any
     ge: float | None = None
     le: float | None = None
@@ -31,6 +31,10 @@ def _coerce(path: str, spec: Param, value: object) -> object:
     """Return ``value`` converted to ``spec.kind`` or raise ``ValueError`` naming ``path``."""
     if value is None and spec.default is None:
         return None
+    if spec.kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{path} must be true or false, got {value!r}")
+        return value
     if spec.kind is str:
         if not isinstance(value, str) or (spec.choices and value not in spec.choices):
             raise ValueError(f"{path} must be one of {', '.join(spec.choices)}; got {value!r}")

@@ -1,5 +1,9 @@
 """cost: cheapest (input + output) price per 1K tokens first, then lowest expected TTFT.
 
+With ``respect_capacity`` (the default) nodes that have a free slot (``in_flight + queued <
+capacity``) come before full ones, so traffic spills to the next cheapest node instead of queueing
+behind the cheapest; set it to false for strict cheapest-first (OpenRouter's ``sort: price``).
+
 The request's ``max_price`` ceiling is applied by eligibility before ranking, so a node above it is
 never returned. Nodes that set no price count as free, as in the ceiling check.
 """
@@ -18,7 +22,7 @@ from tooti_router_strategies._common import (
     order_indices,
     prices,
 )
-from tooti_router_strategies._params import parse_params
+from tooti_router_strategies._params import Param, parse_params
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -32,15 +36,28 @@ class CostStrategy:
     """Order by price per 1K tokens, ties by expected TTFT. Deterministic.
 
     Args:
+        respect_capacity: order nodes with a free slot before full ones.
         unknown_ttft: TTFT assumed for unmeasured nodes in the tie-break (``median``/``optimistic``).
         queue_penalty: weight of queued requests in the expected TTFT tie-break.
         explain: how many ranked nodes get a reason line.
     """
 
     name: ClassVar[str] = "cost"
-    PARAMS: ClassVar = {**TTFT_PARAMS, **COMMON_PARAMS}
+    PARAMS: ClassVar = {
+        "respect_capacity": Param(kind=bool, default=True, doc="free nodes before full ones"),
+        **TTFT_PARAMS,
+        **COMMON_PARAMS,
+    }
 
-    def __init__(self, *, unknown_ttft: UnknownTtft = "median", queue_penalty: float = 1.0, explain: int = 10) -> None:
+    def __init__(
+        self,
+        *,
+        respect_capacity: bool = True,
+        unknown_ttft: UnknownTtft = "median",
+        queue_penalty: float = 1.0,
+        explain: int = 10,
+    ) -> None:
+        self.respect_capacity = respect_capacity
         self.unknown_ttft: UnknownTtft = unknown_ttft
         self.queue_penalty = queue_penalty
         self.explain = explain
@@ -55,18 +72,25 @@ class CostStrategy:
         el = fast_eligible(candidates, prefs)
         price = prices(el)
         ttfts, _ = expected_ttfts(el, self.unknown_ttft, self.queue_penalty)
-        order = order_indices(list(zip(price, ttfts, strict=True)))
+        if self.respect_capacity:
+            full = [c.in_flight + c.queued >= (c.capacity or 1) for c in el]
+            order = order_indices(list(zip(full, price, ttfts, strict=True)))
+        else:
+            full = [False] * len(el)
+            order = order_indices(list(zip(price, ttfts, strict=True)))
         ceiling = "none" if prefs.max_price is None else f"{prefs.max_price:g}"
 
         def describe(i: int) -> str:
-            return f"price {price[i]:.4g}/1K tokens, expected ttft {ttfts[i]:.0f} ms"
+            slots = "full, after free nodes; " if full[i] else ""
+            return f"{slots}price {price[i]:.4g}/1K tokens, expected ttft {ttfts[i]:.0f} ms"
 
         return build_decision(
             self.name,
             el,
             order,
             total=len(candidates),
-            summary=f"cheapest first (max_price {ceiling}), ties by expected ttft",
+            summary=f"cheapest first{' with a free slot' if self.respect_capacity else ''} (max_price {ceiling}),"
+            " ties by expected ttft",
             explain=self.explain,
             describe=describe,
         )

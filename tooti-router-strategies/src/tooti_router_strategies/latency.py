@@ -5,10 +5,14 @@ Expected TTFT is the node's moving average scaled by its queue (see
 ``max(tolerance_ms, tolerance_ratio x best)`` of the best is *near-best*; those go first in random
 order (LiteLLM's buffer band), so a handful of equally fast nodes share the traffic instead of the
 single fastest one taking all of it until its average degrades. The rest follow fastest first.
+
+Each gateway-observed recent failure adds ``failure_penalty_ms`` to a node's expected TTFT: a failed
+attempt costs the client a round trip before failover, and a node's TTFT average does not see it.
 """
 
 from __future__ import annotations
 
+from itertools import compress
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tooti_router_strategies._common import (
@@ -52,6 +56,7 @@ class LatencyStrategy:
     PARAMS: ClassVar = {
         "tolerance_ms": Param(kind=float, default=20.0, ge=0.0, doc="absolute near-best band width"),
         "tolerance_ratio": Param(kind=float, default=0.1, ge=0.0, le=10.0, doc="relative near-best band width"),
+        "failure_penalty_ms": Param(kind=float, default=200.0, ge=0.0, doc="added per recent failure"),
         **TTFT_PARAMS,
         **COMMON_PARAMS,
         **SEED_PARAM,
@@ -62,6 +67,7 @@ class LatencyStrategy:
         *,
         tolerance_ms: float = 20.0,
         tolerance_ratio: float = 0.1,
+        failure_penalty_ms: float = 200.0,
         unknown_ttft: UnknownTtft = "median",
         queue_penalty: float = 1.0,
         explain: int = 10,
@@ -70,6 +76,7 @@ class LatencyStrategy:
     ) -> None:
         self.tolerance_ms = tolerance_ms
         self.tolerance_ratio = tolerance_ratio
+        self.failure_penalty_ms = failure_penalty_ms
         self.unknown_ttft: UnknownTtft = unknown_ttft
         self.queue_penalty = queue_penalty
         self.explain = explain
@@ -84,13 +91,21 @@ class LatencyStrategy:
         """Return eligible candidates: near-best band in random order, then fastest first."""
         el = fast_eligible(candidates, prefs)
         ttfts, fill = expected_ttfts(el, self.unknown_ttft, self.queue_penalty)
+        if self.failure_penalty_ms:
+            fails = [c.recent_failures for c in el]
+            if any(fails):  # healthy networks skip the Python-level loop
+                for i in compress(range(len(el)), fails):
+                    ttfts[i] += self.failure_penalty_ms * fails[i]
         order = order_indices(ttfts)
         best = ttfts[order[0]] if order else 0.0
         width = max(self.tolerance_ms, self.tolerance_ratio * best)
         order, band = spread_band(order, ttfts, width, self.rng)
 
         def describe(i: int) -> str:
-            note = f" (not measured: assumed {self.unknown_ttft} {fill:.0f} ms)" if el[i].ttft_ms is None else ""
+            c = el[i]
+            note = f" (not measured: assumed {self.unknown_ttft} {fill:.0f} ms)" if c.ttft_ms is None else ""
+            if c.recent_failures and self.failure_penalty_ms:
+                note += f" (incl. {c.recent_failures} recent failures x {self.failure_penalty_ms:g} ms)"
             where = "near-best band, random order" if ttfts[i] <= best + width else "fastest first"
             return f"expected ttft {ttfts[i]:.0f} ms{note}; {where}"
 

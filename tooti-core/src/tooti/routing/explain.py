@@ -1,9 +1,9 @@
-"""Explaining routing decisions: why a node was left out, and a compact debug header.
+"""Explaining routing decisions: why a node was left out.
 
-Strategies explain the order of the eligible nodes in :attr:`Decision.reasons`; this module adds the
-other half (why each excluded node was excluded, using the same rules as
-:func:`tooti.routing.eligible`) and renders both into one header value. It is only for debugging:
-the gateway calls it when a client asks for it, never on every request.
+Strategies explain the order of the eligible nodes in :attr:`Decision.reasons`; this module gives the
+other half, why each excluded node was excluded, using the same rules as
+:func:`tooti.routing.eligible` (a test checks that both agree). It is for debugging and for error
+messages such as "no node matches the routing preferences", never for every request.
 """
 
 from __future__ import annotations
@@ -15,12 +15,9 @@ from tooti.routing.eligibility import total_price
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from tooti.routing.protocol import Candidate, Decision, Preferences
+    from tooti.routing.protocol import Candidate, Preferences
 
-__all__ = ["DEBUG_HEADER", "debug_header_value", "exclusion_reason", "explain_exclusions"]
-
-DEBUG_HEADER = "x-tooti-route-debug"
-_MAX_HEADER_CHARS = 4096
+__all__ = ["exclusion_reason", "explain_exclusions"]
 
 
 def exclusion_reason(c: Candidate, prefs: Preferences) -> str | None:
@@ -50,13 +47,3 @@ def explain_exclusions(candidates: Sequence[Candidate], prefs: Preferences) -> t
         if why is not None:
             lines.append(f"{c.peer_id}: excluded, {why}")
     return tuple(lines)
-
-
-def debug_header_value(decision: Decision, exclusions: Sequence[str] = (), *, limit: int = _MAX_HEADER_CHARS) -> str:
-    """Join reasons and exclusions with ``" | "`` into one ASCII header value of at most ``limit`` chars.
-
-    Non-ASCII and control characters are replaced so the value is always a legal header.
-    """
-    text = " | ".join((*decision.reasons, *exclusions))
-    text = "".join(ch if " " <= ch <= "~" else "?" for ch in text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

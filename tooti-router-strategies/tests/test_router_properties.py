@@ -1,0 +1,117 @@
+"""Invariants every strategy must keep, on arbitrary snapshots (hypothesis)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tooti.routing import Candidate, Preferences, eligible, total_price
+from tooti_router_strategies._common import FULL_SORT_MAX, SORTED_HEAD, fast_eligible, order_indices
+from tooti_router_strategies.balanced import BalancedStrategy
+from tooti_router_strategies.cost import CostStrategy
+from tooti_router_strategies.latency import LatencyStrategy
+from tooti_router_strategies.least_loaded import LeastLoadedStrategy
+
+BOUNDED = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PEERS = [f"peer{i}" for i in range(12)]
+REGIONS = st.sampled_from([None, "eu", "us"])
+PRICES = st.none() | st.floats(min_value=0, max_value=0.01)
+
+
+@st.composite
+def candidates(draw):
+    ids = draw(st.lists(st.sampled_from(PEERS), unique=True, max_size=len(PEERS)))
+    return [
+        Candidate(
+            peer_id=peer,
+            models=draw(st.frozensets(st.sampled_from(["m", "x"]))),
+            in_flight=draw(st.integers(0, 20)),
+            queued=draw(st.integers(0, 10)),
+            capacity=draw(st.none() | st.integers(0, 16)),
+            ttft_ms=draw(st.none() | st.floats(min_value=0, max_value=5000)),
+            tokens_per_s=draw(st.none() | st.floats(min_value=0, max_value=200)),
+            price_in_per_1k=draw(PRICES),
+            price_out_per_1k=draw(PRICES),
+            region=draw(REGIONS),
+            stale=draw(st.booleans()),
+            in_cooldown=draw(st.booleans()),
+            recent_failures=draw(st.integers(0, 5)),
+        )
+        for peer in ids
+    ]
+
+
+preferences = st.builds(
+    Preferences,
+    model=st.just("m"),
+    max_price=st.none() | st.floats(min_value=0, max_value=0.02),
+    only=st.none() | st.frozensets(st.sampled_from(PEERS), min_size=1),
+    ignore=st.frozensets(st.sampled_from(PEERS)),
+    region=REGIONS,
+)
+
+STRATEGIES = [
+    pytest.param(LeastLoadedStrategy, id="least-loaded"),
+    pytest.param(lambda: LatencyStrategy(rng=random.Random(7)), id="latency"),
+    pytest.param(lambda: LatencyStrategy(rng=random.Random(7), unknown_ttft="optimistic"), id="latency-optimistic"),
+    pytest.param(CostStrategy, id="cost"),
+    pytest.param(lambda: CostStrategy(respect_capacity=False), id="cost-strict"),
+    pytest.param(lambda: BalancedStrategy(rng=random.Random(7)), id="balanced"),
+    pytest.param(lambda: BalancedStrategy(rng=random.Random(7), cost_weight=0, failure_weight=0), id="balanced-2w"),
+]
+
+
+@pytest.mark.parametrize("make", STRATEGIES)
+@BOUNDED
+@given(cands=candidates(), prefs=preferences)
+def test_rank_is_a_permutation_of_eligible_and_never_breaks_a_rule(make, cands, prefs):
+    decision = make().rank(cands, prefs)
+    expected = eligible(cands, prefs)
+    assert sorted(map(id, decision.ordered)) == sorted(map(id, expected))
+    for c in decision.ordered:
+        assert prefs.model in c.models
+        assert not c.stale
+        assert not c.in_cooldown
+        assert prefs.max_price is None or total_price(c) <= prefs.max_price
+        assert c.peer_id not in prefs.ignore
+        assert prefs.only is None or c.peer_id in prefs.only
+        assert prefs.region is None or c.region == prefs.region
+    assert decision.reasons
+    assert decision.reasons[0].startswith(f"{decision.strategy}: {len(expected)} of {len(cands)}")
+    ranked_lines = [r for r in decision.reasons if r.startswith("#")]
+    assert [line.split()[1].rstrip(":") for line in ranked_lines] == decision.peer_ids[:10]
+
+
+@BOUNDED
+@given(cands=candidates(), prefs=preferences)
+def test_fast_eligible_agrees_with_core_eligible(cands, prefs):
+    assert list(map(id, fast_eligible(cands, prefs))) == list(map(id, eligible(cands, prefs)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(keys=st.lists(st.floats(min_value=0, max_value=100) | st.integers(0, 5).map(float), max_size=700))
+def test_order_indices_sorts_what_the_gateway_reads(keys):
+    order = order_indices(keys)
+    assert sorted(order) == list(range(len(keys)))
+    head = len(keys) if len(keys) <= FULL_SORT_MAX else SORTED_HEAD
+    head_keys = [keys[i] for i in order[:head]]
+    assert head_keys == sorted(head_keys)
+    if head < len(keys):
+        assert max(head_keys) <= min(keys[i] for i in order[head:])
+        assert order[head:] == sorted(order[head:])  # the tail keeps snapshot order
+
+
+def test_large_snapshot_head_is_sorted_and_tail_complete():
+    rng = random.Random(3)
+    cands = [
+        Candidate(peer_id=f"p{i}", models=frozenset({"m"}), ttft_ms=rng.uniform(10, 900), price_in_per_1k=rng.random())
+        for i in range(2000)
+    ]
+    decision = CostStrategy().rank(cands, Preferences(model="m"))
+    assert len(decision.ordered) == 2000
+    head = [total_price(c) for c in decision.ordered[:SORTED_HEAD]]
+    assert head == sorted(head)
+    assert head[-1] <= min(total_price(c) for c in decision.ordered[SORTED_HEAD:])
