@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from tooti.cli import gateway as gateway_cmd
 from tooti.cli import plugins as plugins_cmd
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(plugins_cmd.app, name="plugins")
+app.add_typer(gateway_cmd.app, name="gateway")
 
 ConfigFile = Annotated[Path | None, typer.Option("--file", "-f", help="Config file (.yaml/.yml/.toml).")]
 

@@ -1,0 +1,65 @@
+"""``tooti gateway``: run the OpenAI-compatible gateway, and make API key hashes for its config."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Run the OpenAI-compatible gateway.", no_args_is_help=True)
+
+_ConfigFile = Annotated[Path | None, typer.Option("--file", "-f", help="Config file (.yaml/.yml/.toml).")]
+
+
+@app.command("start")
+def start(
+    file: _ConfigFile = None,
+    listen: Annotated[str | None, typer.Option(help="HOST:PORT to serve HTTP on (default: gateway.listen).")] = None,
+    log_level: Annotated[str, typer.Option(help="Log level: debug, info, warning, error.")] = "info",
+) -> None:
+    """Join the network and serve /v1/chat/completions and friends until Ctrl-C."""
+    import logging
+
+    import uvicorn
+
+    from tooti.cli._common import console, fail
+    from tooti.config import default_config_file, load_config
+    from tooti.errors import TootiError
+    from tooti.gateway import create_app
+    from tooti.gateway.p2p import p2p_network
+    from tooti.gateway.server import parse_listen, uvicorn_config
+    from tooti.plugins import PluginHost
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    path = file or default_config_file()
+    try:
+        config = load_config(path)
+        host, port = parse_listen(listen or config.gateway.listen)
+        network, lifespan = p2p_network(config)
+        gateway_app = create_app(config, network, PluginHost(), lifespan=[lifespan])
+    except (TootiError, ValueError) as exc:
+        fail(str(exc))
+    console.print(f"tooti gateway on [bold]http://{host}:{port}/v1[/bold] (Ctrl-C to stop)")
+    uvicorn.Server(uvicorn_config(gateway_app, host, port, log_level=log_level.lower())).run()
+
+
+@app.command("hash-key")
+def hash_key_command(
+    generate: Annotated[bool, typer.Option("--generate", help="Make a new random key instead of reading one.")] = False,
+) -> None:
+    """Print the sha256 hash of an API key read from stdin (or of a new key) for gateway.api_key_hashes."""
+    from tooti.cli._common import err_console, fail
+    from tooti.gateway.keys import generate_key, hash_key
+
+    if generate or sys.stdin.isatty():
+        key = generate_key()
+        err_console.print("New API key (give it to the client; it is not stored anywhere):", highlight=False)
+        typer.echo(f"key:  {key}")
+        typer.echo(f"hash: {hash_key(key)}")
+        return
+    key = sys.stdin.readline().strip()
+    if not key:
+        fail("no key on stdin; pipe one in, or use --generate")
+    typer.echo(hash_key(key))

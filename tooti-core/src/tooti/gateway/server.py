@@ -1,0 +1,83 @@
+"""Serving the gateway app with uvicorn, in the foreground or in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+
+__all__ = ["ServerThread", "parse_listen", "uvicorn_config"]
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``gateway.listen``, already validated by the config schema)."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def uvicorn_config(app: Litestar, host: str, port: int, *, log_level: str = "warning") -> uvicorn.Config:
+    """Build the uvicorn settings for the gateway: lifespan on, no access log (the gateway logs requests itself)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+
+
+class ServerThread:
+    """uvicorn running ``app`` in a daemon thread with its own event loop (tests, ``tooti up``).
+
+    Args:
+        app: the gateway app.
+        host: address to bind; loopback by default.
+        port: 0 picks a free port; read :attr:`port` after :meth:`start`.
+    """
+
+    def __init__(self, app: Litestar, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.server = uvicorn.Server(uvicorn_config(app, host, port))
+        self.host = host
+        self.port = port
+        self._thread = threading.Thread(target=self._run, name="tooti-gateway-http", daemon=True)
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.server.serve())
+        except BaseException as exc:  # noqa: BLE001 - reported by start()
+            self._error = exc
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` of the running server."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> str:
+        """Start serving; return the base URL once the socket listens and the lifespan ran."""
+        self._thread.start()
+        step = 0.02
+        waited = 0.0
+        while not self.server.started:
+            if not self._thread.is_alive() or waited >= timeout:
+                self.stop()
+                raise RuntimeError(f"gateway HTTP server did not start: {self._error!r}")
+            threading.Event().wait(step)
+            waited += step
+        sockets = self.server.servers[0].sockets
+        self.port = int(sockets[0].getsockname()[1])
+        return self.base_url
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Ask uvicorn to finish (runs the lifespan shutdown) and wait for the thread."""
+        self.server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
