@@ -1,0 +1,138 @@
+"""The llama.cpp backend: llama-server's OpenAI API, its /metrics, /slots and /props, and managed mode."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from tooti.backends.openai_compat import OpenAICompatBackend
+from tooti.backends.prometheus import parse_samples
+from tooti.backends.protocol import BackendHealth, LoadSnapshot, ModelInfo
+from tooti.errors import BackendBadRequest, MalformedResponse, ModelNotFound, UpstreamError
+from tooti_backend_llamacpp.config import DEFAULT_BASE_URL, LlamaCppConfig
+from tooti_backend_llamacpp.managed import ManagedLlamaServer
+
+if TYPE_CHECKING:
+    import httpx
+    import msgspec
+
+    from tooti.backends.protocol import BackendSettings
+
+__all__ = ["LlamaCppBackend"]
+
+# Status answers that mean "this route is switched off", not "the server is broken".
+_ROUTE_OFF = (UpstreamError, BackendBadRequest, ModelNotFound)
+
+
+class LlamaCppBackend(OpenAICompatBackend):
+    """A llama.cpp server (``llama-server`` or ``xllamacpp``), existing or managed by this backend."""
+
+    name: ClassVar[str] = "llamacpp"
+    config_type: ClassVar[type[msgspec.Struct]] = LlamaCppConfig
+    server_name: ClassVar[str] = "llama.cpp"
+
+    def __init__(
+        self, settings: BackendSettings, config: LlamaCppConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        super().__init__(settings, base_url=settings.base_url or DEFAULT_BASE_URL, transport=transport)
+        self.config = config
+        self.managed = _managed(config) if config.model_path else None
+        self._slots: int | None = None
+
+    @classmethod
+    def from_config(cls, settings: BackendSettings, config: msgspec.Struct) -> Self:
+        """Build the backend; no I/O (a managed server starts in :meth:`start`)."""
+        if not isinstance(config, LlamaCppConfig):
+            raise TypeError(f"expected LlamaCppConfig, got {type(config).__name__}")
+        return cls(settings, config)
+
+    async def start(self) -> None:
+        """Start the managed server, if any, and wait until it listens."""
+        if self.managed is not None:
+            self.http.base_url = await self.managed.astart()
+
+    async def health(self) -> BackendHealth:
+        """``GET /health``; a managed server that is down (restarting) is reported unhealthy."""
+        if self.managed is not None and not self.managed.running:
+            return BackendHealth(ok=False, detail="managed llama.cpp server is not running")
+        return await super().health()
+
+    async def list_models(self) -> list[ModelInfo]:
+        """The served model with its aliases and per-slot context from ``/v1/models``."""
+        return [_model_info(entry) for entry in await self.fetch_model_entries()]
+
+    async def load(self) -> LoadSnapshot:
+        """Requests processing and deferred from ``/metrics``, or busy slots from ``/slots``."""
+        capacity = await self._capacity()
+        try:
+            samples = parse_samples(await self.http.request_text("GET", "/metrics"))
+        except _ROUTE_OFF:
+            return await self._load_from_slots(capacity)
+        kv = samples.get("llamacpp:kv_cache_usage_ratio")
+        return LoadSnapshot(
+            in_flight=int(samples.get("llamacpp:requests_processing", 0)),
+            queued=int(samples.get("llamacpp:requests_deferred", 0)),
+            capacity=capacity,
+            kv_cache_usage=None if kv is None else min(max(kv, 0.0), 1.0),
+        )
+
+    async def aclose(self) -> None:
+        """Close connections and stop the managed server (SIGTERM, then SIGKILL)."""
+        await super().aclose()
+        if self.managed is not None:
+            await self.managed.astop()
+
+    async def _slot_list(self) -> list[dict[str, Any]]:
+        slots = await self.http.request_any_json("GET", "/slots")
+        if not isinstance(slots, list):
+            raise MalformedResponse("llama.cpp /slots is not a list")
+        return [s for s in slots if isinstance(s, dict)]
+
+    async def _load_from_slots(self, capacity: int | None) -> LoadSnapshot:
+        try:
+            slots = await self._slot_list()
+        except _ROUTE_OFF:
+            return LoadSnapshot(capacity=capacity)  # neither route is on: load unknown
+        busy = sum(1 for s in slots if s.get("is_processing"))
+        return LoadSnapshot(in_flight=busy, capacity=capacity or len(slots) or None)
+
+    async def _capacity(self) -> int | None:
+        if self._slots is None:
+            try:
+                props = await self.http.request_json("GET", "/props")
+            except _ROUTE_OFF:
+                return None
+            total = props.get("total_slots")
+            self._slots = total if isinstance(total, int) and total > 0 else None
+        return self._slots
+
+
+def _model_info(entry: dict[str, Any]) -> ModelInfo:
+    model_id = str(entry["id"])
+    aliases = entry.get("aliases")
+    meta = entry.get("meta")
+    n_ctx = meta.get("n_ctx") if isinstance(meta, dict) else None
+    return ModelInfo(
+        id=model_id,
+        aliases=tuple(str(a) for a in aliases if a != model_id) if isinstance(aliases, list) else (),
+        context_length=n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None,
+        owned_by=str(entry.get("owned_by") or "llamacpp"),
+    )
+
+
+def _managed(config: LlamaCppConfig) -> ManagedLlamaServer:
+    assert config.model_path is not None  # noqa: S101 - checked by the caller
+    return ManagedLlamaServer(
+        config.model_path,
+        host=config.host,
+        port=config.port,
+        alias=config.alias,
+        ctx=config.ctx,
+        parallel=config.parallel,
+        threads=config.threads or max(1, (os.cpu_count() or 2) // 2),
+        embedding=config.embedding,
+        chat_template=config.chat_template,
+        startup_timeout_sec=config.startup_timeout_sec,
+        log_file=config.log_file,
+        supervise=True,
+    )

@@ -1,0 +1,78 @@
+"""The llama.cpp backend against the session's real llama.cpp server: load under concurrency, errors."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from tooti.backends.protocol import BackendSettings
+from tooti.errors import BackendBadRequest, UpstreamError
+from tooti_backend_llamacpp.backend import LlamaCppBackend
+from tooti_backend_llamacpp.config import LlamaCppConfig
+
+pytestmark = [pytest.mark.live, pytest.mark.anyio]
+
+
+@pytest.fixture
+async def backend(llama_server):
+    b = LlamaCppBackend.from_config(BackendSettings(base_url=llama_server.base_url), LlamaCppConfig())
+    yield b
+    await b.aclose()
+
+
+def _long(n: int) -> dict:
+    return {"messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": n, "temperature": 1.0}
+
+
+async def test_load_reports_processing_and_deferred_requests(backend) -> None:
+    started = anyio.Event()
+    first_chunks = 0
+
+    async def stream_until_cancelled() -> None:
+        nonlocal first_chunks
+        async for _chunk in backend.chat_stream(_long(600)):
+            first_chunks += 1
+            if first_chunks >= 2:
+                started.set()
+
+    peak_in_flight = peak_queued = 0
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):  # 3 requests, 2 slots: one must wait
+                tg.start_soon(stream_until_cancelled)
+            await started.wait()
+            while peak_queued == 0 or peak_in_flight < 2:
+                load = await backend.load()
+                peak_in_flight, peak_queued = max(peak_in_flight, load.in_flight), max(peak_queued, load.queued)
+                await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+        while (await backend.load()).in_flight:
+            await anyio.sleep(0.05)
+    assert peak_in_flight == 2
+    assert peak_queued >= 1
+
+
+async def test_prompt_longer_than_the_slot_is_a_bad_request(backend) -> None:
+    body = {"messages": [{"role": "user", "content": "word " * 3000}], "max_tokens": 2}
+    with anyio.fail_after(60), pytest.raises(BackendBadRequest, match="context"):
+        await backend.chat(body)
+
+
+async def test_embeddings_switched_off_is_an_upstream_error(backend) -> None:
+    with anyio.fail_after(30), pytest.raises(UpstreamError) as info:
+        await backend.embeddings({"input": "hello"})
+    assert info.value.status_code == 501
+
+
+async def test_completion_and_unknown_fields_pass_through(backend) -> None:
+    with anyio.fail_after(30):
+        reply = await backend.completion({"prompt": "Once upon a time", "max_tokens": 3, "n_probs": 0, "x_extra": 1})
+    assert reply["object"] == "text_completion"
+    assert reply["usage"]["completion_tokens"] <= 3
+
+
+async def test_plugin_entry_point_registers_the_backend() -> None:
+    from tooti.plugins.host import PluginHost
+
+    host = PluginHost(environ={})
+    assert host.backend_class("llamacpp") is LlamaCppBackend

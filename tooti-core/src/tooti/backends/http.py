@@ -1,0 +1,157 @@
+"""One pooled async HTTP client per backend, with tooti's timeouts, size caps and error mapping.
+
+:class:`HttpTransport` is what backend plugins build on: every method returns decoded data or
+raises a :class:`~tooti.errors.BackendError` subclass, never an ``httpx`` exception, so callers
+never see a transport detail and the gateway can decide by type whether to fail over.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from tooti.backends.http_errors import error_for_exception, error_for_status
+from tooti.backends.protocol import BackendHealth
+from tooti.backends.streaming import decode_json_object
+from tooti.errors import BackendError, MalformedResponse
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+    from tooti.backends.protocol import BackendSettings
+
+__all__ = ["MAX_BODY_BYTES", "HttpTransport"]
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+"""Largest non-streamed response body read into memory (embeddings of long batches are big)."""
+
+
+class HttpTransport:
+    """A pooled ``httpx.AsyncClient`` bound to one model server.
+
+    Args:
+        settings: base URL, timeouts and API key (sent as ``Authorization: Bearer``).
+        server: a name for error messages (``"llama.cpp"``).
+        base_url: overrides ``settings.base_url`` (e.g. a default port when the config has none).
+        max_body_bytes: cap on non-streamed bodies; a larger body is a :class:`MalformedResponse`.
+        transport: an ``httpx`` transport for tests (respx mocks without it).
+    """
+
+    def __init__(
+        self,
+        settings: BackendSettings,
+        *,
+        server: str,
+        base_url: str | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.server = server
+        self.max_body_bytes = max_body_bytes
+        headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+        # read = the longest silence allowed between two bytes: the first token of a long prompt
+        timeout = httpx.Timeout(settings.request_timeout_sec, connect=settings.connect_timeout_sec)
+        self.client = httpx.AsyncClient(
+            base_url=(base_url or settings.base_url).rstrip("/"),
+            headers=headers,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=32),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The server's root URL."""
+        return str(self.client.base_url).rstrip("/")
+
+    @base_url.setter
+    def base_url(self, value: str) -> None:
+        self.client.base_url = httpx.URL(value.rstrip("/"))
+
+    async def request_bytes(self, method: str, path: str, *, json: Any = None) -> bytes:
+        """Send a request and return the body of a 2xx answer (capped)."""
+        async with self.stream(method, path, json=json) as response:
+            return await self._read_capped(response)
+
+    async def request_json(self, method: str, path: str, *, json: Any = None) -> dict[str, Any]:
+        """Send a request and decode a 2xx answer's JSON object."""
+        body = await self.request_bytes(method, path, json=json)
+        return decode_json_object(body, what=f"{self.server} {method} {path}")
+
+    async def request_any_json(self, method: str, path: str, *, json: Any = None) -> Any:
+        """Like :meth:`request_json` but any JSON value (``/slots`` answers a list)."""
+        import msgspec
+
+        body = await self.request_bytes(method, path, json=json)
+        try:
+            return msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            raise MalformedResponse(f"{self.server} {method} {path}: invalid JSON: {exc}") from None
+
+    async def request_text(self, method: str, path: str) -> str:
+        """Send a request and return a 2xx answer as text (Prometheus metrics)."""
+        return (await self.request_bytes(method, path)).decode("utf-8", errors="replace")
+
+    @asynccontextmanager
+    async def stream(self, method: str, path: str, *, json: Any = None) -> AsyncIterator[httpx.Response]:
+        """Open a request whose 2xx response body the caller reads; errors are mapped.
+
+        Leaving the block closes the response; if the body was not fully read, httpx drops the
+        connection, which is how the server learns that nobody wants the rest.
+        """
+        try:
+            async with self.client.stream(method, path, json=json) as response:
+                if response.status_code >= 300:
+                    raise error_for_status(response.status_code, await self._read_capped(response), server=self.server)
+                yield response
+        except httpx.HTTPError as exc:
+            raise error_for_exception(exc, server=self.server) from exc
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Map transport errors raised while a streamed body is read (truncation, idle timeout).
+
+        A plain context manager rather than a wrapping async generator, so that closing the
+        caller's generator closes the HTTP response at once.
+        """
+        try:
+            yield
+        except httpx.HTTPError as exc:
+            raise error_for_exception(exc, server=self.server, streaming=True) from exc
+
+    async def probe(self, path: str) -> BackendHealth:
+        """GET ``path``; healthy on a 2xx answer. Never raises for a down server."""
+        started = time.perf_counter()
+        try:
+            await self.request_bytes("GET", path)
+        except BackendError as exc:
+            return BackendHealth(ok=False, detail=exc.message, latency_ms=_ms(started))
+        return BackendHealth(ok=True, detail="ok", latency_ms=_ms(started))
+
+    async def aclose(self) -> None:
+        """Close pooled connections. Safe to call twice."""
+        await self.client.aclose()
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise MalformedResponse(f"{self.server} response of {declared} bytes exceeds {self.max_body_bytes}")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise MalformedResponse(f"{self.server} response exceeds {self.max_body_bytes} bytes")
+                chunks.append(chunk)
+        except httpx.HTTPError as exc:
+            raise error_for_exception(exc, server=self.server, streaming=True) from exc
+        return b"".join(chunks)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
