@@ -1,0 +1,113 @@
+"""The official openai SDK against the gateway served by uvicorn (LocalNetwork + FakeBackend nodes).
+
+Checks what hand-made HTTP cannot: that the SDK parses our shapes, raises the right exception class
+for each status, and raises on the mid-stream error event instead of returning a short answer.
+"""
+
+from __future__ import annotations
+
+import time
+
+import openai
+import pytest
+
+from tooti.config.model import Config, GatewaySection
+from tooti.errors import UpstreamError
+from tooti.gateway import create_app
+from tooti.gateway.keys import hash_key
+from tooti.gateway.server import ServerThread
+from tooti.node.local import LocalNetwork
+from tooti.testing import FakeBackend, make_plugin_host
+
+MESSAGES = [{"role": "user", "content": "Say hello."}]
+KEY = "tk_sdk_test"
+
+
+@pytest.fixture
+def backends():
+    return {"peerA": FakeBackend(chunks=6), "peerB": FakeBackend(chunks=6)}
+
+
+@pytest.fixture
+def gateway(backends):
+    network = LocalNetwork()
+    for peer, backend in backends.items():
+        network.add_node(peer, backend, ["fake-model"])
+    config = Config(gateway=GatewaySection(auth_mode="optional", api_key_hashes=[hash_key(KEY)], rate_limit_rpm=600))
+    server = ServerThread(create_app(config, network, make_plugin_host()))
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def client(gateway):
+    with openai.OpenAI(base_url=f"{gateway}/v1", api_key=KEY, max_retries=0, timeout=30) as c:
+        yield c
+
+
+def test_models_list(client):
+    assert [m.id for m in client.models.list()] == ["fake-model"]
+
+
+def test_chat_non_stream_usage(client):
+    r = client.chat.completions.create(model="fake-model", messages=MESSAGES, max_tokens=8)
+    assert r.choices[0].message.role == "assistant"
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_chat_stream_with_usage(client):
+    stream = client.chat.completions.create(
+        model="fake-model", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    usage = [c.usage for c in chunks if c.usage is not None]
+    assert len(usage) == 1
+    assert usage[0].completion_tokens == 6
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) == 6
+
+
+def test_raw_headers(client):
+    raw = client.chat.completions.with_raw_response.create(model="fake-model", messages=MESSAGES)
+    assert raw.headers["x-tooti-node"] in ("peerA", "peerB")
+    assert raw.headers["x-request-id"]
+    assert float(raw.headers["x-tooti-overhead-ms"]) >= 0
+
+
+def test_sdk_error_classes(client, gateway):
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="no-such-model", messages=MESSAGES)
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model="fake-model", messages=[])
+    assert bad.value.body["param"] == "messages"
+    with (
+        openai.OpenAI(base_url=f"{gateway}/v1", api_key="wrong", max_retries=0) as wrong,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        wrong.models.list()
+
+
+def test_mid_stream_failure_raises_in_the_sdk(client, backends):
+    for b in backends.values():
+        b.fail_with(UpstreamError("node died"), after_chunks=3)
+    stream = client.chat.completions.create(model="fake-model", messages=MESSAGES, stream=True)
+    got = []
+
+    def consume():
+        got.extend(stream)
+
+    with pytest.raises(openai.APIError, match="mid-stream"):
+        consume()
+    assert len(got) == 3
+
+
+def test_client_disconnect_cancels_the_node_stream(client, backends):
+    for b in backends.values():
+        b.chunk_delay_sec = 0.2
+    stream = client.chat.completions.create(model="fake-model", messages=MESSAGES, stream=True)
+    next(iter(stream))
+    stream.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and sum(b.closed_early for b in backends.values()) == 0:
+        time.sleep(0.05)
+    assert sum(b.closed_early for b in backends.values()) == 1
