@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from tooti.cli import gateway as gateway_cmd
+from tooti.cli import network as network_cmd
 from tooti.cli import plugins as plugins_cmd
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(plugins_cmd.app, name="plugins")
 app.add_typer(gateway_cmd.app, name="gateway")
+app.add_typer(network_cmd.app, name="network")
 
 ConfigFile = Annotated[Path | None, typer.Option("--file", "-f", help="Config file (.yaml/.yml/.toml).")]
 
