@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from tooti.gateway.body import ParsedBody
     from tooti.gateway.context import RequestContext
+    from tooti.gateway.observations import Observations
     from tooti.gateway.service import Gateway
     from tooti.routing.protocol import Preferences
 
@@ -46,10 +47,11 @@ _BACKOFF_S = 0.05
 class Opened:
     """A request a node has started answering."""
 
-    __slots__ = ("deadline", "first", "first_at", "frames", "peer_id", "request")
+    __slots__ = ("_observations", "_released", "deadline", "first", "first_at", "frames", "peer_id", "request")
 
     def __init__(
         self,
+        observations: Observations,
         peer_id: str,
         request: InferRequest,
         frames: AsyncIterator[ResponseFrame],
@@ -63,10 +65,25 @@ class Opened:
         self.first_at = time.perf_counter()
         self.deadline = deadline
         """``time.perf_counter()`` value after which the request has exceeded ``total_request_sec``."""
+        self._observations = observations
+        self._released = False
 
     def remaining(self) -> float:
         """Seconds left of the total budget."""
         return self.deadline - time.perf_counter()
+
+    async def release(self) -> None:
+        """Close the node stream and stop counting the request as in flight. Idempotent.
+
+        Called when the relay ends, and again by the response's background task: a client that
+        disconnects before the SSE body starts leaves the relay generator unstarted, so its own
+        ``finally`` would never run.
+        """
+        if self._released:
+            return
+        self._released = True
+        await aclose_quietly(self.frames)
+        self._observations.finished(self.peer_id)
 
 
 async def aclose_quietly(frames: AsyncIterator[ResponseFrame]) -> None:
@@ -122,7 +139,7 @@ async def _attempt(gw: Gateway, peer_id: str, request: InferRequest, deadline: f
     ttft = time.perf_counter() - started
     obs.first_token(peer_id, ttft * 1000.0)
     gw.metrics.ttft.labels(model=request.model).observe(ttft)
-    return Opened(peer_id, request, frames, first, deadline)
+    return Opened(obs, peer_id, request, frames, first, deadline)
 
 
 def _record_failure(gw: Gateway, peer_id: str, exc: BackendError, model: str) -> None:

@@ -21,7 +21,6 @@ import anyio
 import msgspec
 
 from tooti.errors import BackendError, BackendTimeout, MalformedResponse, UpstreamError
-from tooti.gateway.dispatch import aclose_quietly
 from tooti.gateway.errors import error_body, from_backend_error
 from tooti.wire.errors import error_from_frame
 from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, ResponseFrame, ResultFrame, UsageFrame
@@ -154,8 +153,7 @@ async def sse_events(gw: Gateway, opened: Opened, parsed: ParsedBody, ctx: Reque
         log.warning("stream %s broke: %s", ctx.request_id, type(exc).__name__, exc_info=exc)
         failure = UpstreamError(f"stream broken: {type(exc).__name__}")
     finally:
-        await aclose_quietly(opened.frames)
-        gw.observations.finished(opened.peer_id)
+        await opened.release()
     if failure is not None:
         gw.observations.failed(opened.peer_id, type(failure).__name__)
         gw.metrics.stream_errors.labels(model=parsed.model).inc()
@@ -191,8 +189,7 @@ async def collect_result(gw: Gateway, opened: Opened, parsed: ParsedBody, ctx: R
         gw.observations.failed(opened.peer_id, type(exc).__name__)
         raise from_backend_error(exc) from None
     finally:
-        await aclose_quietly(opened.frames)
-        gw.observations.finished(opened.peer_id)
+        await opened.release()
     if usage is not None and not isinstance(result.get("usage"), dict):
         result["usage"] = usage
     tokens = _count_tokens(gw, parsed.model, result.get("usage"))

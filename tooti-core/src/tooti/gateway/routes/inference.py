@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from litestar import MediaType, Request, Response, post
+from litestar.background_tasks import BackgroundTask
 from litestar.response import Stream
 
 from tooti.gateway.access import access_guard
@@ -38,7 +39,9 @@ async def _serve(request: Request[Any, Any, Any], kind: RequestKind) -> Response
     opened = await open_request(gw, parsed, prefs, ctx)
     if parsed.stream:
         events = sse_events(gw, opened, parsed, ctx)
-        return Stream(events, media_type="text/event-stream", headers=_SSE_HEADERS)
+        return Stream(
+            events, media_type="text/event-stream", headers=_SSE_HEADERS, background=BackgroundTask(opened.release)
+        )
     result = await collect_result(gw, opened, parsed, ctx)
     if gw.config.gateway.log_content:
         log.info("%s answer: %s", ctx.request_id, result)
