@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -53,22 +52,18 @@ preferences = st.builds(
     region=REGIONS,
 )
 
-STRATEGIES = [
-    pytest.param(LeastLoadedStrategy, id="least-loaded"),
-    pytest.param(lambda: LatencyStrategy(rng=random.Random(7)), id="latency"),
-    pytest.param(lambda: LatencyStrategy(rng=random.Random(7), unknown_ttft="optimistic"), id="latency-optimistic"),
-    pytest.param(CostStrategy, id="cost"),
-    pytest.param(lambda: CostStrategy(respect_capacity=False), id="cost-strict"),
-    pytest.param(lambda: BalancedStrategy(rng=random.Random(7)), id="balanced"),
-    pytest.param(lambda: BalancedStrategy(rng=random.Random(7), cost_weight=0, failure_weight=0), id="balanced-2w"),
-]
+STRATEGIES = {
+    "least-loaded": LeastLoadedStrategy,
+    "latency": lambda: LatencyStrategy(rng=random.Random(7)),
+    "latency-optimistic": lambda: LatencyStrategy(rng=random.Random(7), unknown_ttft="optimistic"),
+    "cost": CostStrategy,
+    "cost-strict": lambda: CostStrategy(respect_capacity=False),
+    "balanced": lambda: BalancedStrategy(rng=random.Random(7)),
+    "balanced-2w": lambda: BalancedStrategy(rng=random.Random(7), cost_weight=0, failure_weight=0),
+}
 
 
-@pytest.mark.parametrize("make", STRATEGIES)
-@BOUNDED
-@given(cands=candidates(), prefs=preferences)
-def test_rank_is_a_permutation_of_eligible_and_never_breaks_a_rule(make, cands, prefs):
-    decision = make().rank(cands, prefs)
+def check_decision(decision, cands, prefs):
     expected = eligible(cands, prefs)
     assert sorted(map(id, decision.ordered)) == sorted(map(id, expected))
     for c in decision.ordered:
@@ -87,21 +82,36 @@ def test_rank_is_a_permutation_of_eligible_and_never_breaks_a_rule(make, cands, 
 
 @BOUNDED
 @given(cands=candidates(), prefs=preferences)
-def test_fast_eligible_agrees_with_core_eligible(cands, prefs):
+def test_every_strategy_returns_a_permutation_of_eligible_and_never_breaks_a_rule(cands, prefs):
     assert list(map(id, fast_eligible(cands, prefs))) == list(map(id, eligible(cands, prefs)))
+    for make in STRATEGIES.values():
+        strategy = make()
+        decision = strategy.rank(cands, prefs)
+        assert decision.strategy == type(strategy).name
+        check_decision(decision, cands, prefs)
+
+
+KEYS = st.floats(min_value=0, max_value=100) | st.integers(0, 5).map(float)
 
 
 @settings(max_examples=60, deadline=None)
-@given(keys=st.lists(st.floats(min_value=0, max_value=100) | st.integers(0, 5).map(float), max_size=700))
-def test_order_indices_sorts_what_the_gateway_reads(keys):
-    order = order_indices(keys)
-    assert sorted(order) == list(range(len(keys)))
-    head = len(keys) if len(keys) <= FULL_SORT_MAX else SORTED_HEAD
-    head_keys = [keys[i] for i in order[:head]]
-    assert head_keys == sorted(head_keys)
-    if head < len(keys):
-        assert max(head_keys) <= min(keys[i] for i in order[head:])
-        assert order[head:] == sorted(order[head:])  # the tail keeps snapshot order
+@given(
+    primary=st.integers(0, 700).flatmap(lambda n: st.lists(KEYS, min_size=n, max_size=n)),
+    salt=st.randoms(use_true_random=False),
+)
+def test_order_indices_sorts_the_head_and_keeps_the_tail_in_snapshot_order(primary, salt):
+    second = [salt.choice([0.0, 1.0, 2.0]) for _ in primary]
+    for tiebreaks in ((), (second,)):
+        order = order_indices(primary, *tiebreaks)
+        assert sorted(order) == list(range(len(primary)))
+        full = lambda i, tb=tiebreaks: (primary[i], *(t[i] for t in tb), i)  # noqa: E731
+        if len(primary) <= FULL_SORT_MAX:
+            assert order == sorted(range(len(primary)), key=full)
+            continue
+        cut = sorted(primary)[SORTED_HEAD - 1]
+        head = sorted((i for i, k in enumerate(primary) if k <= cut), key=full)
+        tail = [i for i, k in enumerate(primary) if k > cut]
+        assert order == head + tail
 
 
 def test_large_snapshot_head_is_sorted_and_tail_complete():

@@ -57,8 +57,7 @@ class LeastLoadedStrategy:
         el = fast_eligible(candidates, prefs)
         loads = load_ratios(el)
         ttfts, _ = expected_ttfts(el, self.unknown_ttft, self.queue_penalty)
-        keys = list(zip(loads, [c.recent_failures for c in el], ttfts, strict=True))
-        order = order_indices(keys)
+        order = order_indices(loads, [c.recent_failures for c in el], ttfts)
 
         def describe(i: int) -> str:
             c = el[i]
