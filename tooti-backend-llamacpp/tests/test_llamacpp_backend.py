@@ -172,6 +172,7 @@ def _small_splitter():
         (408, {"error": "slow"}, BackendTimeout),
         (429, {"error": {"message": "slow down"}}, BackendOverloaded),
         (500, {"error": {"message": "boom"}}, UpstreamError),
+        (501, {"error": {"code": 501, "message": "no embeddings", "type": "not_supported_error"}}, UpstreamError),
         (503, {"error": {"message": "Loading model"}}, UpstreamError),
         (503, {"error": {"message": "server busy, queue full"}}, BackendOverloaded),
         (504, "gateway timeout", BackendTimeout),

@@ -33,6 +33,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--embedding", action="store_true")
+    ap.add_argument("--pooling", default="", choices=["", "none", "mean", "cls", "last", "rank"])
     ap.add_argument("--chat-template", default="")
     ap.add_argument("--api-key", default="")
     ap.add_argument("--watch-stdin", action="store_true", help="exit when stdin closes (the parent died)")
@@ -54,6 +55,8 @@ def _params(a: argparse.Namespace) -> Any:
     p.endpoint_props = True
     p.endpoint_slots = True
     p.embedding = a.embedding
+    if a.pooling:
+        p.pooling_type = getattr(xllamacpp.llama_pooling_type, f"LLAMA_POOLING_TYPE_{a.pooling.upper()}")
     if a.alias:
         p.model_alias = {a.alias}
     if a.chat_template:

@@ -131,6 +131,7 @@ def _managed(config: LlamaCppConfig) -> ManagedLlamaServer:
         parallel=config.parallel,
         threads=config.threads or max(1, (os.cpu_count() or 2) // 2),
         embedding=config.embedding,
+        pooling=config.pooling,
         chat_template=config.chat_template,
         startup_timeout_sec=config.startup_timeout_sec,
         log_file=config.log_file,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -35,6 +35,8 @@ class LlamaCppConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Managed server port; 0 picks a free one."""
     embedding: bool = False
     """Start the managed server in embedding mode (serves ``/v1/embeddings``)."""
+    pooling: Literal["", "none", "mean", "cls", "last", "rank"] = ""
+    """Embedding pooling; chat GGUFs name none, so set ``mean`` to embed with them."""
     chat_template: str = ""
     """A llama.cpp built-in chat template overriding the GGUF's own (e.g. ``chatml``)."""
     startup_timeout_sec: Annotated[float, Meta(gt=0)] = 120.0

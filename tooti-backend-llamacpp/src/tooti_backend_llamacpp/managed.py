@@ -46,7 +46,9 @@ class ManagedLlamaServer:
         ctx: total context tokens, shared by the slots (each gets ``ctx // parallel``).
         parallel: slots, i.e. requests generated concurrently.
         threads: CPU threads for generation and prompt processing.
-        embedding: serve ``/v1/embeddings`` (then chat is not served by llama.cpp).
+        embedding: serve ``/v1/embeddings``.
+        pooling: how token embeddings become one vector (``mean``, ``cls``, ``last``); OpenAI's
+            embeddings route needs one when the GGUF does not name it (e.g. chat models).
         chat_template: a built-in llama.cpp template name overriding the GGUF's own.
         startup_timeout_sec: how long the model may take to load.
         log_file: where the child's stderr goes (default: an anonymous temporary file, whose tail
@@ -65,6 +67,7 @@ class ManagedLlamaServer:
         parallel: int = 2,
         threads: int = 1,
         embedding: bool = False,
+        pooling: str = "",
         chat_template: str = "",
         startup_timeout_sec: float = 120.0,
         log_file: str | os.PathLike[str] | None = None,
@@ -73,7 +76,7 @@ class ManagedLlamaServer:
         self.model_path = Path(model_path)
         self.host, self.port, self.alias = host, port, alias
         self.ctx, self.parallel, self.threads = ctx, parallel, threads
-        self.embedding, self.chat_template = embedding, chat_template
+        self.embedding, self.pooling, self.chat_template = embedding, pooling, chat_template
         self.startup_timeout_sec = startup_timeout_sec
         self.log_file = None if log_file is None else Path(log_file)
         self.supervise = supervise
@@ -113,6 +116,8 @@ class ManagedLlamaServer:
             cmd += ["--alias", self.alias]
         if self.embedding:
             cmd.append("--embedding")
+        if self.pooling:
+            cmd += ["--pooling", self.pooling]
         if self.chat_template:
             cmd += ["--chat-template", self.chat_template]
         return cmd

