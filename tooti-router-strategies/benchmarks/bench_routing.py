@@ -35,6 +35,9 @@ STRATEGIES: dict[str, Callable[[], RoutingStrategy]] = {
     "cost": CostStrategy,
     "balanced": lambda: BalancedStrategy(seed=1),
     "simple (built-in)": SimpleStrategy,
+    "least-loaded sample=256": lambda: LeastLoadedStrategy(sample=256, seed=1),
+    "latency sample=256": lambda: LatencyStrategy(sample=256, seed=1),
+    "balanced sample=256": lambda: BalancedStrategy(sample=256, seed=1),
 }
 
 

@@ -60,6 +60,10 @@ STRATEGIES = {
     "cost-strict": lambda: CostStrategy(respect_capacity=False),
     "balanced": lambda: BalancedStrategy(rng=random.Random(7)),
     "balanced-2w": lambda: BalancedStrategy(rng=random.Random(7), cost_weight=0, failure_weight=0),
+    "least-loaded-sampled": lambda: LeastLoadedStrategy(sample=3, seed=1),
+    "latency-sampled": lambda: LatencyStrategy(sample=3, seed=1),
+    "cost-sampled": lambda: CostStrategy(sample=3, seed=1),
+    "balanced-sampled": lambda: BalancedStrategy(sample=3, seed=1),
 }
 
 

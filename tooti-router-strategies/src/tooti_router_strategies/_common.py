@@ -34,6 +34,7 @@ __all__ = [
     "make_rng",
     "order_indices",
     "prices",
+    "split_sample",
     "spread_band",
 ]
 
@@ -54,6 +55,10 @@ MEDIAN_SAMPLE = 255
 
 COMMON_PARAMS: dict[str, Param] = {
     "explain": Param(kind=int, default=10, ge=0, le=1000, doc="how many ranked nodes get a reason line"),
+    "sample": Param(
+        kind=int, default=0, ge=0, le=1_000_000, doc="score only a random sample of this many eligible nodes (0 = all)"
+    ),
+    "seed": Param(kind=int, default=None, doc="seed for the random choices (tests, replays)"),
 }
 TTFT_PARAMS: dict[str, Param] = {
     "unknown_ttft": Param(
@@ -63,14 +68,28 @@ TTFT_PARAMS: dict[str, Param] = {
         kind=float, default=1.0, ge=0.0, le=100.0, doc="TTFT grows by this factor x queued/capacity"
     ),
 }
-SEED_PARAM: dict[str, Param] = {
-    "seed": Param(kind=int, default=None, doc="seed for the load-spreading random choice (tests, replays)"),
-}
 
 
 def make_rng(seed: int | None, rng: random.Random | None) -> random.Random:
     """Return ``rng`` if given, else a generator seeded with ``seed`` (``None``: from the OS)."""
     return rng if rng is not None else random.Random(seed)
+
+
+def split_sample(el: list[Candidate], sample: int, rng: random.Random) -> tuple[list[Candidate], list[Candidate]]:
+    """Split ``el`` into a uniformly random sample of ``sample`` nodes to score and the rest.
+
+    With ``sample == 0`` or a snapshot no larger, everything is scored. Otherwise only the sample is
+    ranked (best of *d* random choices, which keeps load spreading close to a full ranking at a
+    fraction of the cost) and the rest follow, unscored, in snapshot order.
+    """
+    n = len(el)
+    if not sample or n <= sample:
+        return el, []
+    picked = rng.sample(range(n), sample)
+    mask = bytearray(b"\x01") * n
+    for i in picked:
+        mask[i] = 0
+    return [el[i] for i in picked], list(compress(el, mask))
 
 
 def fast_eligible(candidates: Sequence[Candidate], prefs: Preferences) -> list[Candidate]:
@@ -208,6 +227,7 @@ def build_decision(
     summary: str,
     explain: int,
     describe: Callable[[int], str],
+    rest: Sequence[Candidate] = (),
 ) -> Decision:
     """Assemble a :class:`Decision` with a summary line and one reason per explained rank.
 
@@ -215,9 +235,12 @@ def build_decision(
     debug header is short); a last line counts the unexplained rest.
     """
     ordered: tuple[Candidate, ...] = tuple(map(el.__getitem__, order)) if len(order) < 2 else itemgetter(*order)(el)
-    reasons = [f"{strategy}: {len(el)} of {total} candidates eligible; {summary}"]
+    if rest:
+        ordered += tuple(rest)
+        summary += f"; scored a random sample of {len(el)}, {len(rest)} unscored follow in snapshot order"
+    reasons = [f"{strategy}: {len(ordered)} of {total} candidates eligible; {summary}"]
     shown = min(explain, len(order))
     reasons.extend(f"#{rank + 1} {el[i].peer_id}: {describe(i)}" for rank, i in enumerate(order[:shown]))
-    if len(order) > shown:
-        reasons.append(f"... {len(order) - shown} more ranked, not explained (routing.params.{strategy}.explain)")
+    if len(ordered) > shown:
+        reasons.append(f"... {len(ordered) - shown} more ranked, not explained (routing.params.{strategy}.explain)")
     return Decision(ordered=ordered, strategy=strategy, reasons=tuple(reasons))

@@ -15,11 +15,11 @@ good nodes share the load; the rest follow best first.
 
 from __future__ import annotations
 
+from itertools import compress
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tooti_router_strategies._common import (
     COMMON_PARAMS,
-    SEED_PARAM,
     TTFT_PARAMS,
     UnknownTtft,
     build_decision,
@@ -29,6 +29,7 @@ from tooti_router_strategies._common import (
     make_rng,
     order_indices,
     prices,
+    split_sample,
     spread_band,
 )
 from tooti_router_strategies._params import Param, parse_params
@@ -62,6 +63,7 @@ class BalancedStrategy:
         unknown_ttft: TTFT assumed for unmeasured nodes (``median`` or ``optimistic``).
         queue_penalty: weight of queued requests in the expected TTFT.
         explain: how many ranked nodes get a reason line.
+        sample: when more nodes are eligible, rank only a random sample of this many (0 = all).
         seed: seed for the band's random order; ignored when ``rng`` is given.
         rng: random generator to use (tests inject one); default: seeded from the OS.
     """
@@ -75,7 +77,6 @@ class BalancedStrategy:
         "tolerance": Param(kind=float, default=0.05, ge=0.0, doc="near-best score band width"),
         **TTFT_PARAMS,
         **COMMON_PARAMS,
-        **SEED_PARAM,
     }
 
     def __init__(
@@ -89,9 +90,11 @@ class BalancedStrategy:
         unknown_ttft: UnknownTtft = "median",
         queue_penalty: float = 1.0,
         explain: int = 10,
+        sample: int = 0,
         seed: int | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        self.sample = sample
         self.weights = (load_weight, latency_weight, cost_weight, failure_weight)
         if not any(self.weights):
             raise ValueError(f"routing.params.balanced: at least one of {', '.join(_WEIGHTS)} must be > 0")
@@ -108,14 +111,17 @@ class BalancedStrategy:
 
     def rank(self, candidates: Sequence[Candidate], prefs: Preferences) -> Decision:
         """Return eligible candidates: near-best band in random order, then lowest score first."""
-        el = fast_eligible(candidates, prefs)
+        el, rest = split_sample(fast_eligible(candidates, prefs), self.sample, self.rng)
         loads = load_ratios(el)
         ttfts, _ = expected_ttfts(el, self.unknown_ttft, self.queue_penalty)
         price = prices(el)
         fails = [c.recent_failures for c in el]
         wl, wt, wc, wf = self.weights
         a, b, c, d = wl * _inv(loads), wt * _inv(ttfts), wc * _inv(price), wf * _inv(fails)
-        scores = [a * x + b * y + c * z + d * f for x, y, z, f in zip(loads, ttfts, price, fails, strict=True)]
+        scores = [a * x + b * y + c * z for x, y, z in zip(loads, ttfts, price, strict=True)]
+        if d:  # failures are rare: add their term only where there are some
+            for i in compress(range(len(fails)), fails):
+                scores[i] += d * fails[i]
         order = order_indices(scores)
         order, band = spread_band(order, scores, self.tolerance, self.rng)
 
@@ -135,4 +141,5 @@ class BalancedStrategy:
             summary=f"weights {weights}; {band} within {self.tolerance:g} of the best score, random order",
             explain=self.explain,
             describe=describe,
+            rest=rest,
         )

@@ -19,12 +19,15 @@ from tooti_router_strategies._common import (
     build_decision,
     expected_ttfts,
     fast_eligible,
+    make_rng,
     order_indices,
     prices,
+    split_sample,
 )
 from tooti_router_strategies._params import Param, parse_params
 
 if TYPE_CHECKING:
+    import random
     from collections.abc import Mapping, Sequence
 
     from tooti.routing.protocol import Candidate, Decision, Preferences
@@ -52,6 +55,10 @@ class CostStrategy:
         unknown_ttft: TTFT assumed for unmeasured nodes in the tie-break (``median``/``optimistic``).
         queue_penalty: weight of queued requests in the expected TTFT tie-break.
         explain: how many ranked nodes get a reason line.
+        sample: when more nodes are eligible, rank only a random sample of this many (0 = all);
+            the cheapest of a sample is not the cheapest overall, so leave it off for strict cost.
+        seed: seed for the sample; ignored when ``rng`` is given.
+        rng: random generator for the sample (tests inject one).
     """
 
     name: ClassVar[str] = "cost"
@@ -68,8 +75,13 @@ class CostStrategy:
         unknown_ttft: UnknownTtft = "median",
         queue_penalty: float = 1.0,
         explain: int = 10,
+        sample: int = 0,
+        seed: int | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.respect_capacity = respect_capacity
+        self.sample = sample
+        self.rng = make_rng(seed, rng)
         self.unknown_ttft: UnknownTtft = unknown_ttft
         self.queue_penalty = queue_penalty
         self.explain = explain
@@ -81,7 +93,7 @@ class CostStrategy:
 
     def rank(self, candidates: Sequence[Candidate], prefs: Preferences) -> Decision:
         """Return eligible candidates, cheapest first."""
-        el = fast_eligible(candidates, prefs)
+        el, rest = split_sample(fast_eligible(candidates, prefs), self.sample, self.rng)
         price = prices(el)
         ttfts, _ = expected_ttfts(el, self.unknown_ttft, self.queue_penalty)
         if self.respect_capacity:
@@ -105,4 +117,5 @@ class CostStrategy:
             " ties by expected ttft",
             explain=self.explain,
             describe=describe,
+            rest=rest,
         )

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from tooti_router_strategies._common import (
     COMMON_PARAMS,
-    SEED_PARAM,
     TTFT_PARAMS,
     UnknownTtft,
     build_decision,
@@ -25,6 +24,7 @@ from tooti_router_strategies._common import (
     fast_eligible,
     make_rng,
     order_indices,
+    split_sample,
     spread_band,
 )
 from tooti_router_strategies._params import Param, parse_params
@@ -48,6 +48,7 @@ class LatencyStrategy:
         unknown_ttft: TTFT assumed for unmeasured nodes (``median`` or ``optimistic``).
         queue_penalty: weight of queued requests in the expected TTFT.
         explain: how many ranked nodes get a reason line.
+        sample: when more nodes are eligible, rank only a random sample of this many (0 = all).
         seed: seed for the band's random order; ignored when ``rng`` is given.
         rng: random generator to use (tests inject one); default: seeded from the OS.
     """
@@ -59,7 +60,6 @@ class LatencyStrategy:
         "failure_penalty_ms": Param(kind=float, default=200.0, ge=0.0, doc="added per recent failure"),
         **TTFT_PARAMS,
         **COMMON_PARAMS,
-        **SEED_PARAM,
     }
 
     def __init__(
@@ -71,9 +71,11 @@ class LatencyStrategy:
         unknown_ttft: UnknownTtft = "median",
         queue_penalty: float = 1.0,
         explain: int = 10,
+        sample: int = 0,
         seed: int | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        self.sample = sample
         self.tolerance_ms = tolerance_ms
         self.tolerance_ratio = tolerance_ratio
         self.failure_penalty_ms = failure_penalty_ms
@@ -89,7 +91,7 @@ class LatencyStrategy:
 
     def rank(self, candidates: Sequence[Candidate], prefs: Preferences) -> Decision:
         """Return eligible candidates: near-best band in random order, then fastest first."""
-        el = fast_eligible(candidates, prefs)
+        el, rest = split_sample(fast_eligible(candidates, prefs), self.sample, self.rng)
         ttfts, fill = expected_ttfts(el, self.unknown_ttft, self.queue_penalty)
         if self.failure_penalty_ms:
             fails = [c.recent_failures for c in el]
@@ -117,4 +119,5 @@ class LatencyStrategy:
             summary=f"band <= {best + width:.0f} ms holds {band}",
             explain=self.explain,
             describe=describe,
+            rest=rest,
         )

@@ -18,11 +18,14 @@ from tooti_router_strategies._common import (
     expected_ttfts,
     fast_eligible,
     load_ratios,
+    make_rng,
     order_indices,
+    split_sample,
 )
 from tooti_router_strategies._params import parse_params
 
 if TYPE_CHECKING:
+    import random
     from collections.abc import Mapping, Sequence
 
     from tooti.routing.protocol import Candidate, Decision, Preferences
@@ -37,13 +40,27 @@ class LeastLoadedStrategy:
         explain: how many ranked nodes get a reason line.
         unknown_ttft: TTFT assumed for unmeasured nodes in the tie-break (``median``/``optimistic``).
         queue_penalty: weight of queued requests in the expected TTFT tie-break.
+        sample: when more nodes are eligible, rank only a random sample of this many (0 = all).
+        seed: seed for the sample; ignored when ``rng`` is given.
+        rng: random generator for the sample (tests inject one).
     """
 
     name: ClassVar[str] = "least-loaded"
     PARAMS: ClassVar = {**COMMON_PARAMS, **TTFT_PARAMS}
 
-    def __init__(self, *, explain: int = 10, unknown_ttft: UnknownTtft = "median", queue_penalty: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        explain: int = 10,
+        unknown_ttft: UnknownTtft = "median",
+        queue_penalty: float = 1.0,
+        sample: int = 0,
+        seed: int | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.explain = explain
+        self.sample = sample
+        self.rng = make_rng(seed, rng)
         self.unknown_ttft: UnknownTtft = unknown_ttft
         self.queue_penalty = queue_penalty
 
@@ -54,7 +71,7 @@ class LeastLoadedStrategy:
 
     def rank(self, candidates: Sequence[Candidate], prefs: Preferences) -> Decision:
         """Return eligible candidates, least loaded first."""
-        el = fast_eligible(candidates, prefs)
+        el, rest = split_sample(fast_eligible(candidates, prefs), self.sample, self.rng)
         loads = load_ratios(el)
         ttfts, _ = expected_ttfts(el, self.unknown_ttft, self.queue_penalty)
         order = order_indices(loads, [c.recent_failures for c in el], ttfts)
@@ -74,4 +91,5 @@ class LeastLoadedStrategy:
             summary="lowest (in flight + queued) / capacity first",
             explain=self.explain,
             describe=describe,
+            rest=rest,
         )
