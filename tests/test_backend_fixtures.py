@@ -6,6 +6,7 @@ import os
 
 import httpx
 import pytest
+
 from tooti.errors import BackendUnavailable, ModelNotFound
 from tooti.testing import FakeBackend, make_plugin_host
 
