@@ -42,7 +42,7 @@ def test_ties_go_to_fewer_failures_then_faster():
 def test_reasons_show_the_load_arithmetic():
     decision = LeastLoadedStrategy().rank([cand("a", in_flight=2, queued=1, capacity=4)], PREFS)
     assert decision.reasons[1] == (
-        "#1 a: load 0.75 (2 in flight + 1 queued / 4 slots), 0 recent failures, expected ttft 0 ms"
+        "#1 a: load 0.75 (2 in flight + 1 queued, capacity 4), 0 recent failures, expected ttft 0 ms"
     )
 
 

@@ -108,7 +108,7 @@ class LatencyStrategy:
             note = f" (not measured: assumed {self.unknown_ttft} {fill:.0f} ms)" if c.ttft_ms is None else ""
             if c.recent_failures and self.failure_penalty_ms:
                 note += f" (incl. {c.recent_failures} recent failures x {self.failure_penalty_ms:g} ms)"
-            where = "near-best band, random order" if ttfts[i] <= best + width else "fastest first"
+            where = "near-best band, random order" if band > 1 and ttfts[i] <= best + width else "fastest first"
             return f"expected ttft {ttfts[i]:.0f} ms{note}; {where}"
 
         return build_decision(

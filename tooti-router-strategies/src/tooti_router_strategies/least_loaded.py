@@ -79,7 +79,7 @@ class LeastLoadedStrategy:
         def describe(i: int) -> str:
             c = el[i]
             return (
-                f"load {loads[i]:.2f} ({c.in_flight} in flight + {c.queued} queued / {c.capacity or 1} slots),"
+                f"load {loads[i]:.2f} ({c.in_flight} in flight + {c.queued} queued, capacity {c.capacity or 1}),"
                 f" {c.recent_failures} recent failures, expected ttft {ttfts[i]:.0f} ms"
             )
 
