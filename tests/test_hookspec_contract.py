@@ -93,11 +93,12 @@ def test_hook_tooti_register_routers():
         assert strategy.rank([candidate], Preferences(model="other")).ordered == ()
 
 
-def test_backend_tutorial_code_is_in_the_example_distribution():
+@pytest.mark.parametrize(("page", "min_blocks"), [("writing-a-backend.md", 6), ("testing-plugins.md", 2)])
+def test_backend_docs_code_is_in_the_example_distribution(page, min_blocks):
     example = DOCS / "examples" / "tooti-backend-echo"
     sources = "\n".join(p.read_text() for p in example.rglob("*") if p.suffix in (".py", ".toml"))
-    blocks = _code_blocks((DOCS / "plugins" / "writing-a-backend.md").read_text(), "python", "toml", "yaml")
-    assert len(blocks) >= 6
+    blocks = _code_blocks((DOCS / "plugins" / page).read_text(), "python", "toml", "yaml")
+    assert len(blocks) >= min_blocks
     for block in blocks:
         assert block in sources, f"tutorial block not in the example distribution:\n{block}"
 
