@@ -31,7 +31,7 @@ def test_full_cheap_node_spills_to_the_next_cheapest():
     cands = [cand("cheap-full", 0.0001, in_flight=2, capacity=2), cand("dearer", 0.001, in_flight=1, capacity=2)]
     decision = CostStrategy().rank(cands, PREFS)
     assert decision.peer_ids == ["dearer", "cheap-full"]
-    assert "full, after free nodes" in decision.reasons[2]
+    assert "full (after free nodes)" in decision.reasons[2]
 
 
 def test_strict_mode_ignores_capacity():

@@ -57,5 +57,5 @@ def test_nothing_eligible_gives_an_empty_decision_with_a_reason():
     decision = LeastLoadedStrategy().rank([cand("stale", stale=True)], PREFS)
     assert decision.ordered == ()
     assert decision.reasons == (
-        "least-loaded: 0 of 1 candidates eligible; lowest (in flight + queued) / capacity first",
+        "least-loaded: 0 of 1 candidates eligible, lowest (in flight + queued) / capacity first",
     )

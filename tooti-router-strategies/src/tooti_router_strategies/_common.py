@@ -237,8 +237,8 @@ def build_decision(
     ordered: tuple[Candidate, ...] = tuple(map(el.__getitem__, order)) if len(order) < 2 else itemgetter(*order)(el)
     if rest:
         ordered += tuple(rest)
-        summary += f"; scored a random sample of {len(el)}, {len(rest)} unscored follow in snapshot order"
-    reasons = [f"{strategy}: {len(ordered)} of {total} candidates eligible; {summary}"]
+        summary += f", scored a random sample of {len(el)}, {len(rest)} unscored follow in snapshot order"
+    reasons = [f"{strategy}: {len(ordered)} of {total} candidates eligible, {summary}"]
     shown = min(explain, len(order))
     reasons.extend(f"#{rank + 1} {el[i].peer_id}: {describe(i)}" for rank, i in enumerate(order[:shown]))
     if len(ordered) > shown:

@@ -69,7 +69,7 @@ class BalancedStrategy:
     """
 
     name: ClassVar[str] = "balanced"
-    PARAMS: ClassVar = {
+    PARAMS: ClassVar[dict[str, Param]] = {
         "load_weight": Param(kind=float, default=0.35, ge=0.0, le=1000.0),
         "latency_weight": Param(kind=float, default=0.35, ge=0.0, le=1000.0),
         "cost_weight": Param(kind=float, default=0.2, ge=0.0, le=1000.0),
@@ -138,7 +138,7 @@ class BalancedStrategy:
             el,
             order,
             total=len(candidates),
-            summary=f"weights {weights}; {band} within {self.tolerance:g} of the best score, random order",
+            summary=f"weights {weights}, {band} within {self.tolerance:g} of the best score, random order",
             explain=self.explain,
             describe=describe,
             rest=rest,

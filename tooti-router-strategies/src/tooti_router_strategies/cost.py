@@ -62,7 +62,7 @@ class CostStrategy:
     """
 
     name: ClassVar[str] = "cost"
-    PARAMS: ClassVar = {
+    PARAMS: ClassVar[dict[str, Param]] = {
         "respect_capacity": Param(kind=bool, default=True, doc="free nodes before full ones"),
         **TTFT_PARAMS,
         **COMMON_PARAMS,
@@ -105,7 +105,7 @@ class CostStrategy:
         ceiling = "none" if prefs.max_price is None else f"{prefs.max_price:g}"
 
         def describe(i: int) -> str:
-            slots = "full, after free nodes; " if full[i] else ""
+            slots = "full (after free nodes), " if full[i] else ""
             return f"{slots}price {price[i]:.4g}/1K tokens, expected ttft {ttfts[i]:.0f} ms"
 
         return build_decision(

@@ -54,7 +54,7 @@ class LatencyStrategy:
     """
 
     name: ClassVar[str] = "latency"
-    PARAMS: ClassVar = {
+    PARAMS: ClassVar[dict[str, Param]] = {
         "tolerance_ms": Param(kind=float, default=20.0, ge=0.0, doc="absolute near-best band width"),
         "tolerance_ratio": Param(kind=float, default=0.1, ge=0.0, le=10.0, doc="relative near-best band width"),
         "failure_penalty_ms": Param(kind=float, default=200.0, ge=0.0, doc="added per recent failure"),
@@ -109,7 +109,7 @@ class LatencyStrategy:
             if c.recent_failures and self.failure_penalty_ms:
                 note += f" (incl. {c.recent_failures} recent failures x {self.failure_penalty_ms:g} ms)"
             where = "near-best band, random order" if band > 1 and ttfts[i] <= best + width else "fastest first"
-            return f"expected ttft {ttfts[i]:.0f} ms{note}; {where}"
+            return f"expected ttft {ttfts[i]:.0f} ms{note}, {where}"
 
         return build_decision(
             self.name,

@@ -22,7 +22,7 @@ from tooti_router_strategies._common import (
     order_indices,
     split_sample,
 )
-from tooti_router_strategies._params import parse_params
+from tooti_router_strategies._params import Param, parse_params
 
 if TYPE_CHECKING:
     import random
@@ -46,7 +46,7 @@ class LeastLoadedStrategy:
     """
 
     name: ClassVar[str] = "least-loaded"
-    PARAMS: ClassVar = {**COMMON_PARAMS, **TTFT_PARAMS}
+    PARAMS: ClassVar[dict[str, Param]] = {**COMMON_PARAMS, **TTFT_PARAMS}
 
     def __init__(
         self,
