@@ -71,18 +71,18 @@ class LocalNetwork:
         peer_id: str,
         backend: InferenceBackend,
         models: Iterable[str | ModelInfo | AdvertisedModel],
-        **view: Any,  # noqa: ANN401 - NodeView fields
+        **view: Any,
     ) -> NodeView:
         """Add (or replace) a node serving ``models``; extra ``NodeView`` fields go in ``view``."""
         node_view = NodeView(peer_id=peer_id, models=_advertised(models, backend.name), **view)
         self._nodes[peer_id] = _LocalNode(backend, node_view)
         return node_view
 
-    async def add_backend(self, peer_id: str, backend: InferenceBackend, **view: Any) -> NodeView:  # noqa: ANN401 - NodeView fields
+    async def add_backend(self, peer_id: str, backend: InferenceBackend, **view: Any) -> NodeView:
         """Add a node advertising every model ``backend.list_models()`` reports."""
         return self.add_node(peer_id, backend, await backend.list_models(), **view)
 
-    def update_node(self, peer_id: str, **changes: Any) -> NodeView:  # noqa: ANN401 - NodeView fields
+    def update_node(self, peer_id: str, **changes: Any) -> NodeView:
         """Change fields of a node's view (e.g. ``queued`` or ``models``), as a new heartbeat would."""
         node = self._nodes[peer_id]
         node.view = msgspec.structs.replace(node.view, **changes)

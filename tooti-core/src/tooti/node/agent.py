@@ -1,0 +1,153 @@
+"""The node agent's trio main: serve a backend's inference over libp2p and announce it.
+
+:func:`run_node` is importable so ``tooti up`` and tests can run a node in-process; ``tooti node
+start`` wraps it with config loading, plugin loading and signal handling.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+
+from tooti.config import default_identity_file
+from tooti.errors import BackendError, TootiError
+from tooti.node.announce import advertised_models, build_heartbeat
+from tooti.node.hardware import detect_hardware
+from tooti.node.perf import PerfTracker
+from tooti.p2p.heartbeat import HeartbeatError, encode_heartbeat
+from tooti.p2p.infer_server import InferService
+from tooti.p2p.keys import load_or_create_identity
+from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+    from tooti.backends.protocol import InferenceBackend, LoadSnapshot
+    from tooti.config.model import Config
+    from tooti.network import AdvertisedModel
+    from tooti.p2p.bootstrap import TxtResolver
+
+__all__ = ["NodeStarted", "UnhealthyBackend", "run_node"]
+
+log = logging.getLogger(__name__)
+
+PROVIDE_RETRY_SEC = 5.0
+PROVIDE_REFRESH_SEC = 300.0
+
+
+class UnhealthyBackend(TootiError):
+    """The backend failed its health check at start; the node refuses to serve."""
+
+
+@dataclass(frozen=True)
+class NodeStarted:
+    """What :func:`run_node` reports once it serves: who it is and where to reach it."""
+
+    peer_id: str
+    addrs: list[str]
+    models: list[AdvertisedModel]
+    runtime: P2PRuntime
+    service: InferService
+
+
+async def _check_backend(backend: InferenceBackend, config: Config) -> list[AdvertisedModel]:
+    health = await backend.health()
+    if not health.ok:
+        raise UnhealthyBackend(f"backend {backend.name!r} is unhealthy: {health.detail or 'no detail'}")
+    models = advertised_models(await backend.list_models(), config.models, backend.name)
+    if not models:
+        log.warning("backend %r serves none of the advertised models; the node will announce none", backend.name)
+    return models
+
+
+async def _load(backend: InferenceBackend) -> LoadSnapshot:
+    from tooti.backends.protocol import LoadSnapshot
+
+    try:
+        with trio.move_on_after(2):
+            return await backend.load()
+    except BackendError as exc:
+        log.debug("backend load() failed: %s", exc.message)
+    return LoadSnapshot()
+
+
+async def _heartbeat_loop(
+    runtime: P2PRuntime, backend: InferenceBackend, service: InferService, config: Config, models: list[AdvertisedModel]
+) -> None:
+    hardware, started = detect_hardware(), time.monotonic()
+    while True:
+        heartbeat = build_heartbeat(
+            node_id=runtime.peer_id,
+            name=config.node.name,
+            models=models,
+            load=await _load(backend),
+            node_in_flight=service.in_flight,
+            perf=service.perf,
+            region=config.node.region,
+            hardware=hardware,
+            addrs=runtime.listen_addrs(),
+            started=started,
+        )
+        try:
+            await runtime.publish(encode_heartbeat(heartbeat))
+        except HeartbeatError as exc:
+            log.error("heartbeat not sent: %s", exc)
+        await trio.sleep(config.heartbeat.interval_sec)
+
+
+async def _provide_loop(runtime: P2PRuntime, models: list[AdvertisedModel]) -> None:
+    """Provide one DHT record per model; retry quickly until peers exist, then refresh slowly."""
+    while True:
+        ok = True
+        for model in models:
+            with trio.move_on_after(10):
+                ok = await runtime.provide(model.name) and ok
+        await trio.sleep(PROVIDE_REFRESH_SEC if ok and runtime.connected_peers() else PROVIDE_RETRY_SEC)
+
+
+def runtime_settings(config: Config, resolver: TxtResolver | None = None) -> RuntimeSettings:
+    """The p2p runtime settings of a config's ``listen``, ``network`` and ``heartbeat`` sections."""
+    settings = RuntimeSettings(
+        listen_host=config.listen.host,
+        tcp_port=config.listen.tcp_port,
+        bootstrap_peers=list(config.network.bootstrap_peers),
+        heartbeat_interval=config.heartbeat.interval_sec,
+        bootstrap_interval=min(30.0, max(1.0, 2 * config.heartbeat.interval_sec)),
+        mdns=config.network.mdns,
+    )
+    if resolver is not None:
+        settings.resolver = resolver
+    return settings
+
+
+async def run_node(
+    config: Config,
+    backend: InferenceBackend,
+    *,
+    task_status: TaskStatus[NodeStarted] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``backend`` (already started) on the network until cancelled; never closes the backend.
+
+    Raises:
+        UnhealthyBackend: the health check failed.
+    """
+    models = await _check_backend(backend, config)
+    key_file = Path(config.node.identity_key_file or default_identity_file()).expanduser()
+    key_pair = load_or_create_identity(key_file)
+    service = InferService(
+        backend,
+        PerfTracker(),
+        allowed_peers=config.node.allowed_gateway_peers,
+        max_concurrent=config.node.max_concurrent_requests,
+    )
+    runtime = P2PRuntime(key_pair, runtime_settings(config), service=service)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        nursery.start_soon(_heartbeat_loop, runtime, backend, service, config, models)
+        nursery.start_soon(_provide_loop, runtime, models)
+        task_status.started(NodeStarted(runtime.peer_id, runtime.listen_addrs(), models, runtime, service))

@@ -1,0 +1,176 @@
+"""The node side of ``/tooti/infer/1.0.0``: one request per stream, answered with response frames.
+
+Each stream is isolated: a malformed, oversized or slow request resets that stream only. A peer
+outside ``node.allowed_gateway_peers`` gets an ``unauthorized`` error frame; beyond
+``node.max_concurrent_requests`` callers get ``overloaded``. When the client resets the stream the
+frame generator is closed, which closes the backend's stream and stops generation upstream.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from tooti.node._aio import closing_iter
+from tooti.node.handler import handle_request
+from tooti.p2p.framing import (
+    MAX_REQUEST_FRAME,
+    MAX_RESPONSE_FRAME,
+    FrameError,
+    FrameReader,
+    FrameTooLarge,
+    decode_request,
+    encode_frame,
+)
+from tooti.p2p.safestream import close_stream, reset_stream
+from tooti.wire.infer import ErrorFrame
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from libp2p.abc import INetStream
+
+    from tooti.backends.protocol import InferenceBackend
+    from tooti.node.perf import PerfTracker
+    from tooti.wire.infer import InferRequest, ResponseFrame
+
+__all__ = ["InferService"]
+
+log = logging.getLogger(__name__)
+
+REQUEST_READ_TIMEOUT = 30.0
+"""A client must deliver its request frame within this time (slow-loris guard)."""
+RESET_POLL_INTERVAL = 0.25
+
+
+class _ClientGone(Exception):
+    """The client reset the stream or the connection dropped."""
+
+
+class InferService:
+    """Serves inference streams from one backend.
+
+    Counters (``served``, ``rejected``, ``malformed``, ``cancelled``) are for tests and status output.
+    """
+
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        perf: PerfTracker,
+        *,
+        allowed_peers: Iterable[str] = (),
+        max_concurrent: int = 16,
+    ) -> None:
+        self.backend = backend
+        self.perf = perf
+        self.allowed = frozenset(allowed_peers)
+        self.max_concurrent = max_concurrent
+        self.in_flight = 0
+        self.served = 0
+        self.rejected = 0
+        self.malformed = 0
+        self.cancelled = 0
+
+    async def handle(self, stream: INetStream) -> None:
+        """The libp2p stream handler; never raises (one bad stream must not hurt the others)."""
+        try:
+            await self._handle(stream)
+        except Exception as exc:  # noqa: BLE001 - isolate every stream's failure
+            log.debug("infer stream failed: %s: %s", type(exc).__name__, exc)
+            await reset_stream(stream)
+
+    async def _reject(self, stream: INetStream, frame: ErrorFrame) -> None:
+        self.rejected += 1
+        await stream.write(encode_frame(frame, limit=MAX_RESPONSE_FRAME))
+        await close_stream(stream)
+
+    async def _read_request(self, stream: INetStream, reader: FrameReader) -> InferRequest | None:
+        from libp2p.network.stream.exceptions import StreamError
+
+        try:
+            with trio.fail_after(REQUEST_READ_TIMEOUT):
+                return decode_request(await reader.read_payload())
+        except (FrameError, trio.TooSlowError, StreamError) as exc:
+            self.malformed += 1
+            log.info("rejecting infer stream: %s", "frame too large" if isinstance(exc, FrameTooLarge) else exc)
+            await reset_stream(stream)
+            return None
+
+    async def _handle(self, stream: INetStream) -> None:
+        from libp2p.network.stream.exceptions import StreamEOF
+
+        remote = str(stream.muxed_conn.peer_id)
+        if self.allowed and remote not in self.allowed:
+            await self._reject(stream, ErrorFrame(code="unauthorized", message="this node does not serve your peer id"))
+            return
+        reader = FrameReader(stream, limit=MAX_REQUEST_FRAME, eof_types=(StreamEOF,))
+        request = await self._read_request(stream, reader)
+        if request is None:
+            return
+        if self.in_flight >= self.max_concurrent:
+            await self._reject(stream, ErrorFrame(code="overloaded", message="node at max concurrent requests"))
+            return
+        self.in_flight += 1
+        try:
+            await self._serve(stream, request)
+        finally:
+            self.in_flight -= 1
+
+    async def _serve(self, stream: INetStream, request: InferRequest) -> None:
+        watch = _ResetWatch()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch.run, stream, nursery.cancel_scope)
+            try:
+                async with closing_iter(handle_request(self.backend, request, perf=self.perf)) as frames:
+                    async for frame in frames:
+                        await self._write(stream, frame)
+            except _ClientGone:
+                watch.reset = True
+            nursery.cancel_scope.cancel()
+        if watch.reset:
+            self.cancelled += 1
+            await reset_stream(stream)
+            return
+        self.served += 1
+        await close_stream(stream)
+
+    async def _write(self, stream: INetStream, frame: ResponseFrame) -> None:
+        from libp2p.network.stream.exceptions import StreamError
+
+        try:
+            data = encode_frame(frame, limit=MAX_RESPONSE_FRAME)
+        except FrameTooLarge:
+            data = encode_frame(
+                ErrorFrame(code="malformed", message="response frame exceeds the size cap"), limit=MAX_RESPONSE_FRAME
+            )
+        try:
+            await stream.write(data)
+        except StreamError as exc:
+            raise _ClientGone from exc
+
+
+class _ResetWatch:
+    """Cancels a request when the client resets its stream, even while the backend is silent.
+
+    The client half-closes after its request, so reads return EOF at once; a reset turns that into
+    ``StreamReset``. Polling a few times a second is cheap and catches it between tokens.
+    """
+
+    def __init__(self) -> None:
+        self.reset = False
+
+    async def run(self, stream: INetStream, scope: trio.CancelScope) -> None:
+        from libp2p.network.stream.exceptions import StreamEOF, StreamError
+
+        while True:
+            try:
+                await stream.read(MAX_REQUEST_FRAME)
+            except StreamEOF:
+                pass
+            except StreamError:
+                self.reset = True
+                scope.cancel()
+                return
+            await trio.sleep(RESET_POLL_INTERVAL)

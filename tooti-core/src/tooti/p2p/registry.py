@@ -1,0 +1,111 @@
+"""The gateway's registry of live nodes, fed by heartbeats only.
+
+Liveness is measured on this process's monotonic clock (a sender's timestamp is never trusted), a
+node is stale after three missed heartbeat intervals, and each heartbeat replaces the node's model
+list. The DHT never refreshes liveness. Thread-safe: the trio p2p thread writes, the asyncio
+gateway reads snapshots.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from tooti.network import NodeView
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tooti.p2p.heartbeat import Heartbeat
+
+__all__ = ["STALE_INTERVALS", "Registry"]
+
+STALE_INTERVALS = 3
+
+
+class _Entry:
+    __slots__ = ("heartbeat", "seen")
+
+    def __init__(self, heartbeat: Heartbeat, seen: float) -> None:
+        self.heartbeat = heartbeat
+        self.seen = seen
+
+
+def _view(heartbeat: Heartbeat, age: float) -> NodeView:
+    return NodeView(
+        peer_id=heartbeat.node_id,
+        name=heartbeat.name,
+        models=heartbeat.models,
+        in_flight=heartbeat.in_flight,
+        queued=heartbeat.queued,
+        capacity=heartbeat.capacity,
+        ttft_ms=heartbeat.ttft_ms,
+        tokens_per_s=heartbeat.tokens_per_s,
+        region=heartbeat.region,
+        version=heartbeat.version,
+        hardware=heartbeat.hardware.summary(),
+        age_s=age,
+        addrs=heartbeat.addrs,
+    )
+
+
+class Registry:
+    """Live nodes and the models they serve.
+
+    Args:
+        interval_sec: the heartbeat interval; nodes silent for three times that are stale.
+        clock: a monotonic clock in seconds (tests inject one).
+    """
+
+    def __init__(self, interval_sec: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stale_after = STALE_INTERVALS * interval_sec
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._nodes: dict[str, _Entry] = {}
+        self.accepted = 0
+        self.dropped = 0
+
+    def update(self, heartbeat: Heartbeat) -> None:
+        """Record a validated heartbeat; it replaces everything the node announced before."""
+        with self._lock:
+            self._nodes[heartbeat.node_id] = _Entry(heartbeat, self._clock())
+            self.accepted += 1
+
+    def count_drop(self) -> None:
+        """Count one rejected heartbeat (spoofed, malformed, oversized)."""
+        with self._lock:
+            self.dropped += 1
+
+    def remove(self, peer_id: str) -> None:
+        """Forget a node now."""
+        with self._lock:
+            self._nodes.pop(peer_id, None)
+
+    def prune(self) -> list[str]:
+        """Drop stale nodes; return their peer ids."""
+        now = self._clock()
+        with self._lock:
+            dead = [pid for pid, e in self._nodes.items() if now - e.seen > self.stale_after]
+            for pid in dead:
+                del self._nodes[pid]
+        return dead
+
+    def snapshot(self) -> list[NodeView]:
+        """Live nodes (stale ones excluded even before the next prune), sorted by peer id."""
+        now = self._clock()
+        with self._lock:
+            entries = sorted(self._nodes.items())
+        return [_view(e.heartbeat, now - e.seen) for _, e in entries if now - e.seen <= self.stale_after]
+
+    def get(self, peer_id: str) -> NodeView | None:
+        """One live node's view, or ``None``."""
+        return next((v for v in self.snapshot() if v.peer_id == peer_id), None)
+
+    def models(self) -> dict[str, list[str]]:
+        """Model index: every served name and alias → peer ids serving it."""
+        index: dict[str, list[str]] = {}
+        for view in self.snapshot():
+            for name in sorted(view.serves()):
+                index.setdefault(name, []).append(view.peer_id)
+        return index

@@ -1,0 +1,360 @@
+"""The trio p2p runtime: one libp2p host with gossipsub heartbeats, the private DHT and inference.
+
+Transports: TCP + Noise + yamux only (QUIC is unreliable in py-libp2p 0.8.1). Workarounds applied
+(see docs/p2p.md): ``max_connections_per_peer=1`` (250 ms per dial otherwise), shielded stream
+open/close, ``host.close()`` in ``finally`` (listener leak), the ``/tooti/kad/1.0.0`` protocol
+patch, and a raised gossipsub spam limit (heartbeats relayed by few peers were dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from tooti.errors import BackendTimeout, BackendUnavailable
+from tooti.p2p._libp2p import prepare_libp2p
+from tooti.p2p.addrs import dialable_addrs
+from tooti.p2p.bootstrap import TxtResolver, dns_txt_resolver, expand_bootstrap, peer_id_of_addr
+from tooti.p2p.dht import model_cid
+from tooti.p2p.heartbeat import HEARTBEAT_TOPIC, HeartbeatError, decode_heartbeat
+from tooti.p2p.infer_client import request_frames
+from tooti.p2p.registry import Registry
+from tooti.wire.infer import PROTOCOL_ID
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
+    from libp2p.abc import IHost
+    from libp2p.crypto.keys import KeyPair
+    from libp2p.kad_dht.kad_dht import KadDHT
+    from libp2p.peer.id import ID
+    from libp2p.pubsub.pubsub import Pubsub
+    from trio_typing import TaskStatus
+
+    from tooti.p2p.infer_server import InferService
+    from tooti.wire.infer import InferRequest, ResponseFrame
+
+__all__ = ["P2PRuntime", "RuntimeSettings"]
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5.0
+GOSSIP_SPAM_LIMIT = 1000.0
+
+
+@dataclass
+class RuntimeSettings:
+    """What a runtime listens on and whom it dials."""
+
+    listen_host: str = "127.0.0.1"
+    tcp_port: int = 0
+    bootstrap_peers: list[str] = field(default_factory=list)
+    heartbeat_interval: float = 5.0
+    bootstrap_interval: float = 30.0
+    mdns: bool = False
+    resolver: TxtResolver = dns_txt_resolver
+
+
+def _build_host(key_pair: KeyPair, mdns: bool) -> IHost:
+    from libp2p import new_host
+    from libp2p.crypto.x25519 import X25519PrivateKey
+    from libp2p.custom_types import TProtocol
+    from libp2p.network.config import ConnectionConfig
+    from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
+    from libp2p.security.noise.transport import Transport as Noise
+    from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_ID
+    from libp2p.stream_muxer.yamux.yamux import Yamux
+
+    host = new_host(
+        key_pair=key_pair,
+        sec_opt={TProtocol(NOISE_ID): Noise(libp2p_keypair=key_pair, noise_privkey=X25519PrivateKey.new())},
+        muxer_opt={TProtocol(YAMUX_ID): Yamux},
+        connection_config=ConnectionConfig(max_connections_per_peer=1),
+        enable_mDNS=mdns,
+    )
+    _disable_auto_connector(host)
+    return host
+
+
+async def _no_auto_connect() -> None:
+    return None
+
+
+def _disable_auto_connector(host: IHost) -> None:
+    """Stop the swarm's auto-connector from dialling every peerstore peer (up to 200 dials).
+
+    It redials peers it heard of (even a node that just left, and during shutdown, which leaked
+    sockets in our tests). tooti keeps its connections with its own bootstrap loop and on-demand dials.
+    """
+    connector = getattr(host.get_network(), "auto_connector", None)
+    if connector is not None:
+        connector.maybe_connect = _no_auto_connect
+
+
+class P2PRuntime:
+    """Owns the host and everything on it; every method must be called from the runtime's trio loop.
+
+    Args:
+        key_pair: the process identity.
+        settings: listen address, bootstrap peers, intervals.
+        service: the inference server (nodes); ``None`` for a gateway.
+        registry: where validated heartbeats go; one is created when not given.
+    """
+
+    def __init__(
+        self,
+        key_pair: KeyPair,
+        settings: RuntimeSettings,
+        *,
+        service: InferService | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        from libp2p.peer.id import ID
+
+        prepare_libp2p()
+        self.key_pair = key_pair
+        self.settings = settings
+        self.service = service
+        self.registry = registry if registry is not None else Registry(settings.heartbeat_interval)
+        self.id: ID = ID.from_pubkey(key_pair.public_key)
+        self.peer_id = str(self.id.to_base58())
+        self.host: IHost = _build_host(key_pair, settings.mdns)
+        self.pubsub: Pubsub | None = None
+        self.dht: KadDHT | None = None
+        self._nursery: trio.Nursery | None = None
+        self._outer: trio.CancelScope | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; ``task_status.started()`` once listening with pubsub and DHT up.
+
+        The host lives in a shielded scope so that cancelling :meth:`run` first closes the host
+        while its connection tasks still run (closing after they were cancelled leaked every
+        outbound socket), and only then cancels them.
+        """
+        guard = trio.CancelScope(shield=True)
+        async with trio.open_nursery() as nursery:
+            self._outer = nursery.cancel_scope
+            await nursery.start(self._guarded, guard)
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await self.host.close()
+                guard.cancel()
+
+    async def _guarded(self, guard: trio.CancelScope, *, task_status: TaskStatus[None]) -> None:
+        import multiaddr
+
+        listen = multiaddr.Multiaddr(f"/ip4/{self.settings.listen_host}/tcp/{self.settings.tcp_port}")
+        with guard:
+            async with self.host.run(listen_addrs=[listen]):
+                try:
+                    await self._serve(task_status)
+                finally:
+                    # Bug 5: leaving run() without host.close() leaks the listener.
+                    self._nursery = None
+                    with trio.CancelScope(shield=True), trio.move_on_after(5):
+                        await self.host.close()
+
+    async def _serve(self, task_status: TaskStatus[None]) -> None:
+        from libp2p.tools.anyio_service import background_trio_service
+
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            pubsub, gossipsub, dht = self._build_services()
+            async with (
+                background_trio_service(pubsub),
+                background_trio_service(gossipsub),
+                background_trio_service(dht),
+            ):
+                await pubsub.wait_until_ready()
+                self.pubsub, self.dht = pubsub, dht
+                if self.service is not None:
+                    self.host.set_stream_handler(PROTOCOL_ID, self.service.handle)  # type: ignore[arg-type]
+                pubsub.set_topic_validator(HEARTBEAT_TOPIC, self._validate, is_async_validator=False)
+                subscription = await pubsub.subscribe(HEARTBEAT_TOPIC)
+                nursery.start_soon(self._consume, subscription)
+                nursery.start_soon(self._prune_loop)
+                nursery.start_soon(self._bootstrap_loop)
+                task_status.started()
+                await trio.sleep_forever()
+
+    def _build_services(self) -> tuple[Pubsub, Any, KadDHT]:
+        from libp2p.custom_types import TProtocol
+        from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+        from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
+        from libp2p.pubsub.pubsub import Pubsub
+
+        gossipsub = GossipSub(
+            protocols=[TProtocol(PROTOCOL_ID_V11), TProtocol(PROTOCOL_ID)],
+            degree=6,
+            degree_low=4,
+            degree_high=12,
+            heartbeat_interval=1,
+            max_messages_per_topic_per_second=GOSSIP_SPAM_LIMIT,
+        )
+        pubsub = Pubsub(self.host, gossipsub, strict_signing=True)
+        dht = KadDHT(self.host, DHTMode.SERVER)
+        return pubsub, gossipsub, dht
+
+    def stop(self) -> None:
+        """Cancel :meth:`run` (from the runtime's own loop)."""
+        if self._outer is not None:
+            self._outer.cancel()
+
+    # -- addresses and peers --------------------------------------------------------------------
+
+    def listen_addrs(self) -> list[str]:
+        """Dialable multiaddrs of this host, each ending in ``/p2p/<peer id>``."""
+        return dialable_addrs([str(a) for a in self.host.get_addrs()])
+
+    def connected_peers(self) -> list[str]:
+        """Peer ids with an open connection."""
+        return [str(p.to_base58()) for p in self.host.get_connected_peers()]
+
+    def protocols(self) -> list[str]:
+        """Protocol ids this host answers (for tests of the DHT prefix patch)."""
+        return [str(p) for p in self.host.get_mux().get_protocols() if p is not None]
+
+    async def connect(self, addr: str, timeout: float = CONNECT_TIMEOUT) -> str:
+        """Dial a ``…/p2p/<id>`` multiaddr (shielded, bounded); return the peer id."""
+        import multiaddr
+        from libp2p.peer.peerinfo import info_from_p2p_addr
+
+        info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+        await self._connect_info(info, timeout)
+        return str(info.peer_id.to_base58())
+
+    async def _connect_info(self, info: Any, timeout: float) -> None:
+        failure: Exception | None = None
+        done = False
+        with trio.move_on_after(timeout) as scope:
+            scope.shield = True  # a cancelled dial can wreck the swarm's state (bug 1's cousin)
+            try:
+                await self.host.connect(info)
+                done = True
+            except Exception as exc:  # noqa: BLE001 - libp2p raises assorted types
+                failure = exc
+        if failure is not None:
+            raise BackendUnavailable(f"cannot connect to {info.peer_id}: {type(failure).__name__}: {failure}")
+        if not done:
+            raise BackendTimeout(f"connecting to {info.peer_id} timed out")
+        if self.dht is not None:
+            with trio.move_on_after(timeout):
+                await self.dht.add_peer(info.peer_id)
+
+    async def _ensure_connected(self, peer: ID) -> None:
+        """Dial ``peer`` at the addresses its heartbeat announced when no connection exists yet."""
+        import multiaddr
+        from libp2p.peer.peerinfo import PeerInfo
+
+        if peer in self.host.get_connected_peers():
+            return
+        view = self.registry.get(str(peer.to_base58()))
+        addrs = [multiaddr.Multiaddr(a) for a in (view.addrs if view else ())]
+        if not addrs:
+            addrs = self.host.get_peerstore().addrs(peer)
+        if not addrs:
+            raise BackendUnavailable(f"no known address for peer {peer}")
+        await self._connect_info(PeerInfo(peer, addrs), CONNECT_TIMEOUT)
+
+    # -- heartbeats -----------------------------------------------------------------------------
+
+    def _validate(self, forwarder: ID, message: Any) -> bool:
+        """Gossipsub topic validator: drop (and do not forward) invalid or spoofed heartbeats."""
+        from libp2p.peer.id import ID
+
+        try:
+            decode_heartbeat(message.data, str(ID(message.from_id).to_base58()))
+        except (HeartbeatError, ValueError) as exc:
+            self.registry.count_drop()
+            log.info("dropped heartbeat from %s via %s: %s", ID(message.from_id), forwarder, exc)
+            return False
+        return True
+
+    async def _consume(self, subscription: Any) -> None:
+        from libp2p.peer.id import ID
+
+        while True:
+            message = await subscription.get()
+            try:
+                heartbeat = decode_heartbeat(message.data, str(ID(message.from_id).to_base58()))
+            except (HeartbeatError, ValueError):
+                self.registry.count_drop()
+                continue
+            if heartbeat.node_id != self.peer_id:
+                self.registry.update(heartbeat)
+
+    async def publish(self, data: bytes) -> None:
+        """Publish an encoded heartbeat on the heartbeat topic."""
+        if self.pubsub is None:
+            raise RuntimeError("runtime not started")
+        await self.pubsub.publish(HEARTBEAT_TOPIC, data)
+
+    async def _prune_loop(self) -> None:
+        while True:
+            await trio.sleep(self.settings.heartbeat_interval)
+            for peer in self.registry.prune():
+                log.info("node %s went stale", peer)
+
+    # -- bootstrap ------------------------------------------------------------------------------
+
+    async def bootstrap_once(self) -> int:
+        """Dial every bootstrap peer not yet connected; return how many are connected."""
+        addrs = await expand_bootstrap(self.settings.bootstrap_peers, self.settings.resolver)
+        connected = set(self.connected_peers())
+        ok = 0
+        for addr in addrs:
+            peer = peer_id_of_addr(addr)
+            if peer == self.peer_id:
+                continue
+            if peer in connected:
+                ok += 1
+                continue
+            try:
+                await self.connect(addr)
+                ok += 1
+            except (BackendUnavailable, BackendTimeout) as exc:
+                log.info("bootstrap peer %s unreachable: %s", addr, exc.message)
+        return ok
+
+    async def _bootstrap_loop(self) -> None:
+        while True:
+            if self.settings.bootstrap_peers:
+                await self.bootstrap_once()
+            await trio.sleep(self.settings.bootstrap_interval)
+
+    # -- DHT --------------------------------------------------------------------------------------
+
+    async def provide(self, model: str) -> bool:
+        """Announce in the DHT that this host serves ``model``."""
+        if self.dht is None:
+            raise RuntimeError("runtime not started")
+        return bool(await self.dht.provide(model_cid(model)))
+
+    async def find_providers(self, model: str, count: int = 20) -> list[str]:
+        """Peer ids with a provider record for ``model`` (deduplicated; may include dead nodes)."""
+        if self.dht is None:
+            raise RuntimeError("runtime not started")
+        found = await self.dht.find_providers(model_cid(model), count)
+        return list(dict.fromkeys(str(info.peer_id.to_base58()) for info in found))
+
+    # -- inference --------------------------------------------------------------------------------
+
+    async def request(self, peer_id: str, request: InferRequest) -> AsyncGenerator[ResponseFrame, None]:
+        """Send ``request`` to ``peer_id``; yields frames (see :func:`request_frames`)."""
+        from libp2p.peer.id import ID
+
+        try:
+            peer = ID.from_base58(peer_id)
+        except Exception as exc:
+            raise BackendUnavailable(f"invalid peer id {peer_id!r}") from exc
+        await self._ensure_connected(peer)
+        async for frame in request_frames(self.host, peer, request):
+            yield frame

@@ -1,0 +1,138 @@
+"""Real libp2p hosts on 127.0.0.1 in one trio loop: discovery, heartbeats, staleness, DHT, inference."""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+
+import pytest
+import trio
+
+from tooti.config.model import Config, HeartbeatSection, ListenSection, NetworkSection, NodeSection
+from tooti.errors import BackendUnavailable
+from tooti.node.agent import run_node
+from tooti.p2p.keys import generate_identity
+from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
+from tooti.testing import FakeBackend
+from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, InferRequest, UsageFrame
+
+INTERVAL = 0.3
+
+
+@pytest.fixture
+def anyio_backend():
+    return "trio"
+
+
+def _config(tmp_path, name, bootstrap=(), **node):
+    return Config(
+        node=NodeSection(name=name, identity_key_file=str(tmp_path / f"{name}.key"), **node),
+        listen=ListenSection(host="127.0.0.1", tcp_port=0),
+        network=NetworkSection(bootstrap_peers=list(bootstrap)),
+        heartbeat=HeartbeatSection(interval_sec=INTERVAL),
+    )
+
+
+def _gateway(bootstrap):
+    return P2PRuntime(
+        generate_identity(),
+        RuntimeSettings(bootstrap_peers=list(bootstrap), heartbeat_interval=INTERVAL, bootstrap_interval=1.0),
+    )
+
+
+async def _wait_for(predicate, what):
+    while not predicate():  # bounded by the test's fail_after
+        await trio.sleep(0.05)
+
+
+def _req(stream=True, model="fake-model"):
+    return InferRequest(
+        request_id="t1", model=model, stream=stream, body={"messages": [{"role": "user", "content": "hi"}]}
+    )
+
+
+async def _collect(runtime, peer, request):
+    async with aclosing(runtime.request(peer, request)) as frames:
+        return [f async for f in frames]
+
+
+@pytest.mark.anyio
+async def test_three_nodes_discovered_through_bootstrap_then_stale_after_kill(tmp_path):
+    backends = [FakeBackend(models=(f"m{i}", "shared")) for i in range(3)]
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            boot_scope = trio.CancelScope()
+            first = await nursery.start(run_node, _config(tmp_path, "n0"), backends[0])
+            boot = first.addrs
+            started = [first]
+            scopes = []
+            for i in (1, 2):
+                scope = trio.CancelScope()
+                scopes.append(scope)
+
+                async def node(i=i, scope=scope, task_status=trio.TASK_STATUS_IGNORED):
+                    with scope:
+                        await run_node(_config(tmp_path, f"n{i}", boot), backends[i], task_status=task_status)
+
+                started.append(await nursery.start(node))
+            gateway = _gateway(boot)
+            await nursery.start(gateway.run)
+            peers = {s.peer_id for s in started}
+            registry = gateway.registry
+            await _wait_for(lambda: {v.peer_id for v in registry.snapshot()} == peers, "all three nodes")
+
+            views = {v.peer_id: v for v in registry.snapshot()}
+            n2 = started[2].peer_id
+            assert views[n2].serves() == {"m2", "shared"}
+            assert views[n2].name == "n2"
+            assert views[n2].addrs
+            assert registry.models()["shared"] == sorted(peers)
+            assert registry.dropped == 0
+
+            # Streamed inference to a node the gateway is not directly connected to at first.
+            frames = await _collect(gateway, n2, _req(model="shared"))
+            assert isinstance(frames[-1], Done)
+            assert sum(isinstance(f, ChunkFrame) for f in frames) == backends[2].chunks + 1
+            assert any(isinstance(f, UsageFrame) for f in frames)
+
+            # DHT: providers of a model, found by a host that did not announce it.
+            async def providers_found():
+                while True:
+                    found = set(await gateway.find_providers("m1"))
+                    if started[1].peer_id in found:
+                        return found
+                    await trio.sleep(0.2)
+
+            assert started[1].peer_id in await providers_found()
+
+            # Kill n2: it leaves the registry within 3 intervals (plus one for the prune tick).
+            scopes[1].cancel()
+            killed = trio.current_time()
+            await _wait_for(lambda: n2 not in {v.peer_id for v in registry.snapshot()}, "n2 stale")
+            assert trio.current_time() - killed < 4 * INTERVAL + 1.0
+            with pytest.raises(BackendUnavailable):
+                await _collect(gateway, n2, _req())
+            nursery.cancel_scope.cancel()
+    del boot_scope
+
+
+@pytest.mark.anyio
+async def test_dht_protocol_is_private_and_unauthorized_gateway_refused(tmp_path):
+    gateway_key = generate_identity()
+    other = _gateway([])
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            node = await nursery.start(
+                run_node, _config(tmp_path, "n0", allowed_gateway_peers=["12D3KooWNotThisOne"]), FakeBackend()
+            )
+            assert "/tooti/kad/1.0.0" in node.runtime.protocols()
+            assert "/ipfs/kad/1.0.0" not in node.runtime.protocols()
+            assert "/tooti/infer/1.0.0" in node.runtime.protocols()
+            await nursery.start(other.run)
+            await other.connect(node.addrs[0])
+            frames = await _collect(other, node.peer_id, _req())
+            assert len(frames) == 1
+            assert isinstance(frames[0], ErrorFrame)
+            assert frames[0].code == "unauthorized"
+            assert node.service.rejected == 1
+            del gateway_key
+            nursery.cancel_scope.cancel()
