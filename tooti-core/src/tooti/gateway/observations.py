@@ -107,6 +107,13 @@ class Observations:
         s = self._stats.get(peer_id)
         return s is not None and s.cooldown_until > self._clock()
 
+    def __len__(self) -> int:
+        return len(self._stats)
+
+    def total_in_flight(self) -> int:
+        """Requests this gateway has in flight across all nodes."""
+        return sum(s.in_flight for s in self._stats.values())
+
     def forget_except(self, live: set[str]) -> None:
         """Drop records of peers that left the registry and have nothing in flight."""
         for peer in [p for p, s in self._stats.items() if p not in live and s.in_flight == 0]:

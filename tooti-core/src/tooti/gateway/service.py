@@ -44,6 +44,8 @@ class Gateway:
             raise ApiError(400, str(exc), param="tooti.strategy", code="invalid_preference") from None
         nodes = self.network.nodes()
         self.models.note(nodes)
+        if len(self.observations) > 2 * len(nodes) + 16:  # peers that left: forget them, boundedly
+            self.observations.forget_except({n.peer_id for n in nodes})
         candidates = build_candidates(nodes, prefs.model, self.observations)
         if not candidates:
             if self.models.known(prefs.model):

@@ -30,7 +30,5 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     """The gateway's metrics in Prometheus text format."""
     gw = gateway_of(request)
-    gw.metrics.in_flight.set(
-        sum(s.in_flight for s in map(gw.observations.peek, [n.peer_id for n in gw.network.nodes()]) if s)
-    )
+    gw.metrics.in_flight.set(gw.observations.total_in_flight())
     return Response(gw.metrics.render(), media_type=CONTENT_TYPE)
