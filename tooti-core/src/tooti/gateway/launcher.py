@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from tooti.network import Network
 
-__all__ = ["MODEL_ALIAS", "LocalUp", "NodeProcess", "UpError", "node_config", "snippets"]
+__all__ = ["MODEL_ALIAS", "LocalUp", "NodeProcess", "UpError", "managed_smollm2", "node_config", "snippets"]
 
 MODEL_ALIAS = "smollm2-135m"
 _HEARTBEAT_SEC = 1.0
@@ -40,29 +40,59 @@ class UpError(RuntimeError):
     """The local network could not start; the message says which part and why."""
 
 
-def node_config(model_path: Path, bootstrap: str, workdir: Path, threads: int) -> dict[str, Any]:
-    """The generated node config (a plain mapping, written as YAML)."""
+def node_config(
+    bootstrap: str,
+    workdir: Path,
+    *,
+    name: str = "tooti-up-node",
+    llamacpp: dict[str, Any] | None = None,
+    base_url: str | None = None,
+    heartbeat_sec: float = _HEARTBEAT_SEC,
+) -> dict[str, Any]:
+    """A node config (as a mapping, written as YAML) for a llama.cpp node on loopback.
+
+    Args:
+        bootstrap: the gateway's p2p multiaddr (with ``/p2p/<peer id>``).
+        workdir: where the node's identity key goes.
+        name: node name, also the key file's stem.
+        llamacpp: the ``backends.llamacpp`` section (managed mode when it has ``model_path``).
+        base_url: an existing llama.cpp server to front instead of a managed one.
+        heartbeat_sec: heartbeat interval.
+    """
+    backend: dict[str, Any] = {"type": "llamacpp"}
+    if base_url is not None:
+        backend["base_url"] = base_url
     return {
-        "node": {"name": "tooti-up-node", "identity_key_file": str(workdir / "node.key")},
+        "node": {"name": name, "identity_key_file": str(workdir / f"{name}.key")},
         "listen": {"host": "127.0.0.1", "tcp_port": 0},
         "network": {"bootstrap_peers": [bootstrap]},
-        "backend": {"type": "llamacpp"},
-        "backends": {
-            "llamacpp": {
-                "model_path": str(model_path),
-                "alias": MODEL_ALIAS,
-                "threads": threads,
-                "parallel": 2,
-                "ctx": 2048,
-                "log_file": str(workdir / "llama-server.log"),
-            }
-        },
-        "heartbeat": {"interval_sec": _HEARTBEAT_SEC},
+        "backend": backend,
+        "backends": {"llamacpp": llamacpp or {}},
+        "heartbeat": {"interval_sec": heartbeat_sec},
+    }
+
+
+def managed_smollm2(model_path: Path, workdir: Path, threads: int) -> dict[str, Any]:
+    """The ``backends.llamacpp`` section of ``tooti up``'s node: a managed server with small settings."""
+    return {
+        "model_path": str(model_path),
+        "alias": MODEL_ALIAS,
+        "threads": threads,
+        "parallel": 2,
+        "ctx": 2048,
+        "log_file": str(workdir / "llama-server.log"),
     }
 
 
 class NodeProcess:
     """A ``tooti node start`` child process with its log in a file."""
+
+    @classmethod
+    def spawn(cls, config: dict[str, Any], workdir: Path, name: str) -> NodeProcess:
+        """Write ``config`` as ``<name>.yaml`` in ``workdir`` and start a node with it."""
+        config_file = workdir / f"{name}.yaml"
+        config_file.write_text(yaml.safe_dump(config))
+        return cls(config_file, workdir / f"{name}.log")
 
     def __init__(self, config_file: Path, log_file: Path) -> None:
         self.log_file = log_file
@@ -161,9 +191,8 @@ class LocalUp:
 
     def start_node(self, bootstrap: str) -> NodeProcess:
         """Write the node config and start the node process."""
-        config_file = self.workdir / "node.yaml"
-        config_file.write_text(yaml.safe_dump(node_config(self.model_path, bootstrap, self.workdir, self.threads)))
-        self.node = NodeProcess(config_file, self.workdir / "node.log")
+        section = managed_smollm2(self.model_path, self.workdir, self.threads)
+        self.node = NodeProcess.spawn(node_config(bootstrap, self.workdir, llamacpp=section), self.workdir, "node")
         return self.node
 
     def wait_ready(self, timeout_sec: float, tick: Callable[[str], None] | None = None) -> None:
