@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
@@ -21,7 +22,7 @@ from tooti.backends.protocol import BackendHealth, BackendSettings, JSONObject, 
 from tooti.errors import BackendError, ModelNotFound
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 __all__ = ["FakeBackend", "FakeCall", "FakeConfig", "FakeStream"]
 
@@ -234,8 +235,11 @@ class FakeBackend:
         record = FakeStream(body=body)
         self.streams.append(record)
         try:
-            async for chunk in self._chunks(body, record):
-                yield chunk
+            # aclosing: an inner generator left suspended when we are closed early is otherwise
+            # finalized by the garbage collector (a ResourceWarning under trio).
+            async with aclosing(self._chunks(body, record)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
         except BackendError:
             record.state = "failed"
             raise
@@ -245,7 +249,7 @@ class FakeBackend:
         else:
             record.state = "finished"
 
-    async def _chunks(self, body: JSONObject, record: FakeStream) -> AsyncIterator[JSONObject]:
+    async def _chunks(self, body: JSONObject, record: FakeStream) -> AsyncGenerator[JSONObject, None]:
         failure = self._failure
         if failure is not None and failure.after_chunks is None:
             raise failure.error
