@@ -22,7 +22,7 @@ from tooti.node.perf import PerfTracker
 from tooti.p2p.heartbeat import HeartbeatError, encode_heartbeat
 from tooti.p2p.infer_server import InferService
 from tooti.p2p.keys import load_or_create_identity
-from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
+from tooti.p2p.runtime import P2PRuntime, settings_from_config
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from tooti.backends.protocol import InferenceBackend, LoadSnapshot
     from tooti.config.model import Config
     from tooti.network import AdvertisedModel
-    from tooti.p2p.bootstrap import TxtResolver
 
 __all__ = ["NodeStarted", "UnhealthyBackend", "run_node"]
 
@@ -110,21 +109,6 @@ async def _provide_loop(runtime: P2PRuntime, models: list[AdvertisedModel]) -> N
         await trio.sleep(PROVIDE_REFRESH_SEC if ok and runtime.connected_peers() else PROVIDE_RETRY_SEC)
 
 
-def runtime_settings(config: Config, resolver: TxtResolver | None = None) -> RuntimeSettings:
-    """The p2p runtime settings of a config's ``listen``, ``network`` and ``heartbeat`` sections."""
-    settings = RuntimeSettings(
-        listen_host=config.listen.host,
-        tcp_port=config.listen.tcp_port,
-        bootstrap_peers=list(config.network.bootstrap_peers),
-        heartbeat_interval=config.heartbeat.interval_sec,
-        bootstrap_interval=min(30.0, max(1.0, 2 * config.heartbeat.interval_sec)),
-        mdns=config.network.mdns,
-    )
-    if resolver is not None:
-        settings.resolver = resolver
-    return settings
-
-
 async def run_node(
     config: Config,
     backend: InferenceBackend,
@@ -145,7 +129,7 @@ async def run_node(
         allowed_peers=config.node.allowed_gateway_peers,
         max_concurrent=config.node.max_concurrent_requests,
     )
-    runtime = P2PRuntime(key_pair, runtime_settings(config), service=service)
+    runtime = P2PRuntime(key_pair, settings_from_config(config), service=service)
     async with trio.open_nursery() as nursery:
         await nursery.start(runtime.run)
         nursery.start_soon(_heartbeat_loop, runtime, backend, service, config, models)

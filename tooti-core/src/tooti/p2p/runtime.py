@@ -34,10 +34,11 @@ if TYPE_CHECKING:
     from libp2p.pubsub.pubsub import Pubsub
     from trio_typing import TaskStatus
 
+    from tooti.config.model import Config
     from tooti.p2p.infer_server import InferService
     from tooti.wire.infer import InferRequest, ResponseFrame
 
-__all__ = ["P2PRuntime", "RuntimeSettings"]
+__all__ = ["P2PRuntime", "RuntimeSettings", "settings_from_config"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,18 @@ class RuntimeSettings:
     bootstrap_interval: float = 30.0
     mdns: bool = False
     resolver: TxtResolver = dns_txt_resolver
+
+
+def settings_from_config(config: Config) -> RuntimeSettings:
+    """Runtime settings from a config's ``listen``, ``network`` and ``heartbeat`` sections."""
+    return RuntimeSettings(
+        listen_host=config.listen.host,
+        tcp_port=config.listen.tcp_port,
+        bootstrap_peers=list(config.network.bootstrap_peers),
+        heartbeat_interval=config.heartbeat.interval_sec,
+        bootstrap_interval=min(30.0, max(1.0, 2 * config.heartbeat.interval_sec)),
+        mdns=config.network.mdns,
+    )
 
 
 def _build_host(key_pair: KeyPair, mdns: bool) -> IHost:
@@ -259,7 +272,12 @@ class P2PRuntime:
         view = self.registry.get(str(peer.to_base58()))
         addrs = [multiaddr.Multiaddr(a) for a in (view.addrs if view else ())]
         if not addrs:
-            addrs = self.host.get_peerstore().addrs(peer)
+            from libp2p.peer.peerstore import PeerStoreError
+
+            try:
+                addrs = self.host.get_peerstore().addrs(peer)
+            except PeerStoreError:
+                addrs = []
         if not addrs:
             raise BackendUnavailable(f"no known address for peer {peer}")
         await self._connect_info(PeerInfo(peer, addrs), CONNECT_TIMEOUT)

@@ -1,0 +1,166 @@
+"""The only place asyncio and trio meet: a trio loop in a daemon thread, driven from asyncio.
+
+``TrioThread.start`` runs ``trio.run`` in a thread and waits until the given main function calls
+``task_status.started()``. ``call`` runs a trio coroutine function from asyncio; ``stream`` turns a
+trio async generator into an asyncio one (a trio task pushes items into an ``asyncio.Queue`` with
+``call_soon_threadsafe``). Cancelling or closing the asyncio side cancels the trio task's scope, so
+e.g. a libp2p stream gets reset when an HTTP client disconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from contextlib import aclosing, suppress
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Awaitable, Callable
+
+__all__ = ["TrioThread"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_ITEM, _ERROR, _END = 0, 1, 2
+
+
+class TrioThread(Generic[R]):
+    """A trio event loop in a daemon thread running one long-lived main task."""
+
+    def __init__(self, name: str = "tooti-p2p") -> None:
+        self.name = name
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._nursery: trio.Nursery | None = None
+        self._stop: trio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the trio thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, main: Callable[..., Awaitable[None]], timeout: float = 30.0) -> R:
+        """Start ``main(task_status=...)`` in a new trio thread; block until it reports started.
+
+        Returns the value ``main`` passed to ``task_status.started()``. Blocking: from asyncio,
+        call it through ``asyncio.to_thread``.
+        """
+        ready = threading.Event()
+        box: list[R] = []
+
+        async def trio_main() -> None:
+            self._token = trio.lowlevel.current_trio_token()
+            self._stop = trio.Event()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                box.append(await nursery.start(main))
+                ready.set()
+                await self._stop.wait()
+                nursery.cancel_scope.cancel()
+
+        def target() -> None:
+            try:
+                trio.run(trio_main)
+            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+                self._error = exc
+            finally:
+                ready.set()
+
+        self._thread = threading.Thread(target=target, name=self.name, daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise TimeoutError(f"{self.name}: trio runtime did not start within {timeout:g}s")
+        if self._error is not None or not box:
+            raise RuntimeError(f"{self.name}: trio runtime failed to start: {self._error!r}") from self._error
+        return box[0]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel the main task, wait for the thread to exit (blocking)."""
+        if self._token is not None and self._stop is not None and self.running:
+            with suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(f"{self.name}: trio thread did not stop within {timeout:g}s")
+
+    def _schedule(self, fn: Callable[[], Any]) -> None:
+        if self._token is None:
+            raise RuntimeError(f"{self.name} is not running")
+        self._token.run_sync_soon(fn)
+
+    def _soft_cancel(self, scope: trio.CancelScope) -> None:
+        with suppress(RuntimeError, trio.RunFinishedError):  # the loop is gone: nothing left to cancel
+            self._schedule(scope.cancel)
+
+    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``await fn(*args)`` in the trio thread; cancellation crosses over."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        scope = trio.CancelScope()
+
+        def deliver(value: T | None, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)  # type: ignore[arg-type]
+
+        async def runner() -> None:
+            value: T | None = None
+            error: BaseException | None = None
+            with scope:
+                try:
+                    value = await fn(*args)
+                except Exception as exc:  # noqa: BLE001 - re-raised on the asyncio side
+                    error = exc
+            if scope.cancelled_caught and error is None:
+                error = asyncio.CancelledError()
+            _post(loop, deliver, value, error)
+
+        self._schedule(lambda: self._nursery.start_soon(runner) if self._nursery else None)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._soft_cancel(scope)
+            raise
+
+    async def stream(self, factory: Callable[..., AsyncGenerator[T, None]], *args: Any) -> AsyncGenerator[T, None]:
+        """Iterate the trio async generator ``factory(*args)`` from asyncio."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+        scope = trio.CancelScope()
+
+        async def runner() -> None:
+            try:
+                with scope:
+                    async with aclosing(factory(*args)) as items:
+                        async for item in items:
+                            _post(loop, queue.put_nowait, (_ITEM, item))
+                _post(loop, queue.put_nowait, (_END, None))
+            except Exception as exc:  # noqa: BLE001 - re-raised on the asyncio side
+                _post(loop, queue.put_nowait, (_ERROR, exc))
+
+        self._schedule(lambda: self._nursery.start_soon(runner) if self._nursery else None)
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == _ITEM:
+                    yield value
+                elif kind == _ERROR:
+                    raise value
+                else:
+                    return
+        finally:
+            self._soft_cancel(scope)
+
+
+def _post(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:
+    """Schedule ``fn(*args)`` on the asyncio loop; a closed loop means nobody is listening."""
+    with suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)

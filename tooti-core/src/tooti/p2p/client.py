@@ -1,0 +1,163 @@
+"""``P2PNetwork``: the gateway's :class:`tooti.network.Network` over a p2p runtime in a trio thread.
+
+The gateway (asyncio) starts it, reads :meth:`P2PNetwork.nodes` from the registry without I/O, and
+streams inference with :meth:`P2PNetwork.infer`; everything libp2p runs in the trio thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+
+from tooti.errors import MalformedResponse
+from tooti.wire.infer import Done, ErrorFrame
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+    from types import TracebackType
+
+    from libp2p.crypto.keys import KeyPair
+    from trio_typing import TaskStatus
+
+    from tooti.config.model import Config
+    from tooti.network import NodeView
+    from tooti.p2p.bridge import TrioThread
+    from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
+    from tooti.wire.infer import InferRequest, ResponseFrame
+
+__all__ = ["P2PNetwork", "gateway_settings"]
+
+
+def gateway_settings(config: Config) -> RuntimeSettings:
+    """Runtime settings for a gateway from a config's ``listen``, ``network`` and ``heartbeat`` sections."""
+    from tooti.p2p.runtime import settings_from_config
+
+    return settings_from_config(config)
+
+
+class P2PNetwork:
+    """A gateway-mode p2p runtime (listens, hears heartbeats, DHT server, dials bootstrap peers).
+
+    Args:
+        settings: where to listen and whom to dial (see :func:`gateway_settings`).
+        identity_file: a key file for a stable gateway peer id (needed when nodes restrict
+            ``node.allowed_gateway_peers``); created if missing. Default: a fresh identity per start,
+            never the node's key (a shared identity would make node and gateway the same peer).
+        key_pair: an explicit identity (tests); overrides ``identity_file``.
+
+    Use ``async with P2PNetwork(...) as net:`` or :meth:`start` / :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        *,
+        identity_file: Path | str | None = None,
+        key_pair: KeyPair | None = None,
+    ) -> None:
+        self.settings = settings
+        self._identity_file = Path(identity_file).expanduser() if identity_file else None
+        self._key_pair = key_pair
+        self._thread: TrioThread[None] | None = None
+        self._runtime: P2PRuntime | None = None
+        self._addrs: list[str] = []
+
+    @classmethod
+    def from_config(cls, config: Config, *, identity_file: Path | str | None = None) -> Self:
+        """Build from a config file's sections."""
+        return cls(gateway_settings(config), identity_file=identity_file)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def _start_blocking(self) -> None:
+        from tooti.p2p.bridge import TrioThread
+        from tooti.p2p.keys import generate_identity, load_or_create_identity
+        from tooti.p2p.runtime import P2PRuntime
+
+        if self._key_pair is None:
+            self._key_pair = (
+                load_or_create_identity(self._identity_file) if self._identity_file else generate_identity()
+            )
+        runtime = P2PRuntime(self._key_pair, self.settings)
+        thread: TrioThread[None] = TrioThread("tooti-p2p-gateway")
+
+        async def main(*, task_status: TaskStatus[None]) -> None:
+            import trio
+
+            async with trio.open_nursery() as nursery:
+                await nursery.start(runtime.run)
+                self._addrs = runtime.listen_addrs()
+                task_status.started()
+
+        thread.start(main)
+        self._runtime, self._thread = runtime, thread
+
+    async def start(self) -> None:
+        """Start the runtime; returns once the host listens (libp2p is imported here, lazily)."""
+        if self._thread is not None:
+            return
+        await asyncio.to_thread(self._start_blocking)
+
+    async def stop(self) -> None:
+        """Stop the runtime and join its thread (closes the host and every connection)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.to_thread(thread.stop)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # -- Network ----------------------------------------------------------------------------------
+
+    def _require(self) -> tuple[TrioThread[None], P2PRuntime]:
+        if self._thread is None or self._runtime is None:
+            raise RuntimeError("P2PNetwork is not started")
+        return self._thread, self._runtime
+
+    @property
+    def peer_id(self) -> str:
+        """The gateway's own peer id."""
+        return self._require()[1].peer_id
+
+    def listen_addrs(self) -> list[str]:
+        """Full multiaddrs (``…/p2p/<id>``) nodes can bootstrap from."""
+        return list(self._addrs)
+
+    def nodes(self) -> list[NodeView]:
+        """Live nodes from the heartbeat registry; no I/O."""
+        return self._require()[1].registry.snapshot()
+
+    @property
+    def dropped_heartbeats(self) -> int:
+        """Heartbeats rejected so far (spoofed, malformed, oversized)."""
+        return self._require()[1].registry.dropped
+
+    async def infer(self, peer_id: str, request: InferRequest) -> AsyncGenerator[ResponseFrame, None]:
+        """Stream ``request`` to ``peer_id``; see :meth:`tooti.network.Network.infer`."""
+        thread, runtime = self._require()
+        stream = thread.stream(runtime.request, peer_id, request)
+        try:
+            async for frame in stream:
+                yield frame
+                if isinstance(frame, Done | ErrorFrame):
+                    return
+        finally:
+            await stream.aclose()
+        raise MalformedResponse(f"stream from {peer_id} ended without done")
+
+    async def connect(self, addr: str) -> str:
+        """Dial a ``…/p2p/<id>`` multiaddr now; returns the peer id."""
+        thread, runtime = self._require()
+        return await thread.call(runtime.connect, addr)
+
+    async def find_providers(self, model: str) -> list[str]:
+        """Peer ids with a DHT provider record for ``model`` (liveness comes from :meth:`nodes` only)."""
+        thread, runtime = self._require()
+        return await thread.call(runtime.find_providers, model)
