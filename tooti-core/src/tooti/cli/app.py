@@ -9,6 +9,7 @@ import typer
 
 from tooti.cli import gateway as gateway_cmd
 from tooti.cli import network as network_cmd
+from tooti.cli import node as node_cmd
 from tooti.cli import plugins as plugins_cmd
 from tooti.cli import up as up_cmd
 
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.add_typer(plugins_cmd.app, name="plugins")
 app.add_typer(gateway_cmd.app, name="gateway")
 app.add_typer(network_cmd.app, name="network")
+app.add_typer(node_cmd.app, name="node")
 app.command("up")(up_cmd.up)
 
 ConfigFile = Annotated[Path | None, typer.Option("--file", "-f", help="Config file (.yaml/.yml/.toml).")]

@@ -1,0 +1,135 @@
+"""``tooti node``: run a node agent, print its peer id, show its status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from tooti.config.model import Config
+    from tooti.node.agent import NodeStarted
+
+app = typer.Typer(help="Run and inspect a tooti node agent.", no_args_is_help=True)
+
+ConfigFile = Annotated[Path | None, typer.Option("--file", "-f", help="Config file (.yaml/.yml/.toml).")]
+
+
+def _config(file: Path | None) -> tuple[Config, Path]:
+    from tooti.cli._common import fail
+    from tooti.config import default_config_file, load_config
+    from tooti.errors import TootiError
+
+    path = file or default_config_file()
+    try:
+        return load_config(path), path
+    except TootiError as exc:
+        fail(str(exc))
+
+
+def _identity_path(config: Config | None) -> Path:
+    from pathlib import Path
+
+    from tooti.config import default_identity_file
+
+    configured = config.node.identity_key_file if config is not None else None
+    return Path(configured or default_identity_file()).expanduser()
+
+
+@app.command("id")
+def node_id(
+    file: ConfigFile = None,
+    key_file: Annotated[Path | None, typer.Option("--key-file", help="Identity key file to read.")] = None,
+) -> None:
+    """Print the node's peer id (creating its identity key if it does not exist yet)."""
+    from tooti.cli._common import fail
+    from tooti.errors import TootiError
+    from tooti.p2p.keys import load_or_create_identity, peer_id_of
+
+    if key_file is not None:
+        path = key_file.expanduser()
+    else:
+        config = _config(file)[0] if file is not None else None
+        path = _identity_path(config)
+    try:
+        typer.echo(peer_id_of(load_or_create_identity(path)))
+    except (TootiError, OSError) as exc:
+        fail(f"cannot read identity {path}: {exc}")
+
+
+def _announce(config: Config, started: NodeStarted) -> None:
+    from tooti.cli._common import console
+
+    console.print(f"[bold green]tooti node[/bold green] {config.node.name!r} serving", highlight=False)
+    console.print(f"peer id: {started.peer_id}", highlight=False, soft_wrap=True)
+    for addr in started.addrs:
+        console.print(f"listen: {addr}", highlight=False, soft_wrap=True)
+    names = ", ".join(m.name for m in started.models) or "(none)"
+    console.print(f"models: {names}", highlight=False, soft_wrap=True)
+
+
+@app.command("start")
+def start(file: ConfigFile = None) -> None:
+    """Serve the configured backend on the network until SIGINT/SIGTERM."""
+    import logging
+
+    import trio
+
+    from tooti.cli._common import fail
+    from tooti.errors import TootiError
+    from tooti.node.launch import build_backend, serve_until_signal
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config, path = _config(file)
+    try:
+        backend = build_backend(config, source=str(path))
+        trio.run(serve_until_signal, config, backend, lambda started: _announce(config, started))
+    except TootiError as exc:
+        fail(str(exc))
+
+
+@app.command("status")
+def status(file: ConfigFile = None) -> None:
+    """Show the backend's health, its models, the node's peer id and hardware (no network start)."""
+    import trio
+
+    from tooti.cli._common import fail
+    from tooti.errors import TootiError
+
+    config, path = _config(file)
+    try:
+        trio.run(_status, config, path)
+    except TootiError as exc:
+        fail(str(exc))
+
+
+async def _status(config: Config, path: Path) -> None:
+    from rich.table import Table
+
+    from tooti.cli._common import console
+    from tooti.node.announce import advertised_models
+    from tooti.node.hardware import detect_hardware
+    from tooti.node.launch import build_backend
+    from tooti.p2p.keys import peer_id_of, read_identity
+
+    backend = build_backend(config, source=str(path))
+    identity = _identity_path(config)
+    peer = peer_id_of(read_identity(identity)) if identity.exists() else "(no identity yet: run `tooti node id`)"
+    try:
+        await backend.start()
+        health = await backend.health()
+        served = await backend.list_models() if health.ok else []
+        models = advertised_models(served, config.models, backend.name)
+    finally:
+        await backend.aclose()
+    table = Table(title=f"tooti node {config.node.name!r}", show_header=False)
+    table.add_row("peer id", peer)
+    table.add_row("identity", str(identity))
+    table.add_row("backend", f"{backend.name} — {'[green]healthy[/green]' if health.ok else '[red]unhealthy[/red]'}")
+    if health.detail:
+        table.add_row("health", health.detail)
+    table.add_row("models", ", ".join(m.name for m in models) or "(none)")
+    table.add_row("listen", f"{config.listen.host}:{config.listen.tcp_port}")
+    table.add_row("hardware", detect_hardware().summary())
+    console.print(table)
