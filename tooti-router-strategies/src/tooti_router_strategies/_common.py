@@ -43,10 +43,11 @@ UnknownTtft = Literal["median", "optimistic"]
 FULL_SORT_MAX = 256
 """Up to this many eligible candidates the whole order is sorted."""
 SORTED_HEAD = 64
-"""Above :data:`FULL_SORT_MAX`, only this many best candidates are sorted; the rest keep snapshot order.
+"""Above :data:`FULL_SORT_MAX`, only the best this many (plus ties at the cut) are sorted.
 
-The gateway tries at most ``routing.max_attempts`` (<= 10) nodes, so a sorted head of 64 is never
-exhausted, and skipping the full sort saves about half of the ordering time at 10,000 candidates.
+The rest keep snapshot order. The gateway tries at most ``routing.max_attempts`` (<= 10) nodes, so
+a sorted head of 64 is never exhausted, and skipping the full sort roughly halves the ordering
+time at 10,000 candidates.
 """
 SPREAD = 16
 """At most this many near-best candidates are put in random order at the front (load spreading)."""
