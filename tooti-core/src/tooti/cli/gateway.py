@@ -17,6 +17,9 @@ _ConfigFile = Annotated[Path | None, typer.Option("--file", "-f", help="Config f
 def start(
     file: _ConfigFile = None,
     listen: Annotated[str | None, typer.Option(help="HOST:PORT to serve HTTP on (default: gateway.listen).")] = None,
+    identity: Annotated[
+        Path | None, typer.Option(help="The gateway's own key file, for a stable peer id (created if missing).")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Log level: debug, info, warning, error.")] = "info",
 ) -> None:
     """Join the network and serve /v1/chat/completions and friends until Ctrl-C."""
@@ -37,7 +40,7 @@ def start(
     try:
         config = load_config(path)
         host, port = parse_listen(listen or config.gateway.listen)
-        network, lifespan = p2p_network(config)
+        network, lifespan = p2p_network(config, identity_file=identity)
         gateway_app = create_app(config, network, PluginHost(), lifespan=[lifespan])
     except (TootiError, ValueError) as exc:
         fail(str(exc))

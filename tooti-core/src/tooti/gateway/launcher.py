@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import yaml
 
-from tooti.config.model import Config, GatewaySection, HeartbeatSection, ListenSection, NodeSection
+from tooti.config.model import Config, GatewaySection, HeartbeatSection, ListenSection
 from tooti.gateway.app import create_app
 from tooti.gateway.p2p import p2p_network
 from tooti.gateway.server import ServerThread
@@ -28,7 +28,7 @@ from tooti.gateway.server import ServerThread
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tooti.network import Network
+    from tooti.p2p.client import P2PNetwork
 
 __all__ = ["MODEL_ALIAS", "LocalUp", "NodeProcess", "UpError", "managed_smollm2", "node_config", "snippets"]
 
@@ -154,7 +154,7 @@ class LocalUp:
         self._tmp = None if workdir is not None else tempfile.TemporaryDirectory(prefix="tooti-up-")
         self.workdir = workdir if workdir is not None else Path(self._tmp.name)  # type: ignore[union-attr]
         self.server: ServerThread | None = None
-        self.network: Network | None = None
+        self.network: P2PNetwork | None = None
         self.node: NodeProcess | None = None
 
     @property
@@ -167,7 +167,6 @@ class LocalUp:
     def gateway_config(self) -> Config:
         """The gateway's config: loopback p2p on a free port, its own identity, fast heartbeats."""
         return Config(
-            node=NodeSection(name="tooti-up-gateway", identity_key_file=str(self.workdir / "gateway.key")),
             listen=ListenSection(host="127.0.0.1", tcp_port=0),
             gateway=GatewaySection(listen=f"{self.host}:{self.port}"),
             heartbeat=HeartbeatSection(interval_sec=_HEARTBEAT_SEC),
@@ -175,7 +174,7 @@ class LocalUp:
 
     def start_gateway(self) -> str:
         """Start the p2p runtime and the HTTP server; return the gateway's p2p multiaddr."""
-        network, lifespan = p2p_network(self.gateway_config())
+        network, lifespan = p2p_network(self.gateway_config(), identity_file=self.workdir / "gateway.key")
         self.network = network
         self.server = ServerThread(
             create_app(self.gateway_config(), network, lifespan=[lifespan]), self.host, self.port
@@ -184,7 +183,7 @@ class LocalUp:
             self.server.start()
         except RuntimeError as exc:
             raise UpError(f"the gateway could not listen on {self.host}:{self.port}: {exc}") from exc
-        addrs: list[str] = list(getattr(network, "listen_addrs")())  # noqa: B009 - P2PNetwork API
+        addrs = network.listen_addrs()
         if not addrs:
             raise UpError("the gateway's p2p runtime reports no listen address")
         return addrs[0]

@@ -7,26 +7,33 @@ lifespan, i.e. when uvicorn starts and stops serving.
 
 from __future__ import annotations
 
-import importlib
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
 
     from litestar import Litestar
 
     from tooti.config.model import Config
     from tooti.gateway.app import Lifespan
-    from tooti.network import Network
+    from tooti.p2p.client import P2PNetwork
 
 __all__ = ["p2p_network"]
 
 
-def p2p_network(config: Config) -> tuple[Network, Lifespan]:
-    """Build the gateway's p2p network (not started) and the lifespan that runs it."""
-    client: Any = importlib.import_module("tooti.p2p.client")
-    network = client.P2PNetwork.from_config(config)
+def p2p_network(config: Config, *, identity_file: Path | None = None) -> tuple[P2PNetwork, Lifespan]:
+    """Build the gateway's p2p network (not started) and the lifespan that runs it.
+
+    Args:
+        config: ``listen``, ``network`` and ``heartbeat`` sections are used.
+        identity_file: the gateway's own key file, for a stable peer id (nodes may allow-list
+            it); default a fresh identity per start. Never the node's key file.
+    """
+    from tooti.p2p.client import P2PNetwork
+
+    network = P2PNetwork.from_config(config, identity_file=identity_file)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
