@@ -1,0 +1,123 @@
+"""``tooti up`` as a user runs it: a real subprocess, a real model, Ctrl-C, and no process left behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import openai
+import pytest
+
+pytestmark = pytest.mark.live
+
+START_TIMEOUT = 240.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _children() -> dict[int, int]:
+    """pid -> parent pid for every process visible in /proc."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        out[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return out
+
+
+def _descendants(root: int) -> set[int]:
+    parents = _children()
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def up_process(tmp_path):
+    if sys.platform != "linux":
+        pytest.skip("process-tree checks read /proc")
+    port = _free_port()
+    env = {**os.environ, "TOOTI_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tooti", "up", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def pump():
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace")
+            lines.append(line)
+            if line.startswith("Ctrl-C stops everything"):
+                ready.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        yield proc, port, lines, ready
+    finally:
+        if proc.poll() is None:
+            for pid in _descendants(proc.pid):
+                os.kill(pid, signal.SIGKILL)
+            proc.kill()
+        proc.wait(30)
+        reader.join(10)
+        proc.stdout.close()
+
+
+def test_up_serves_then_stops_cleanly_on_ctrl_c(up_process):
+    proc, port, lines, ready = up_process
+    assert ready.wait(START_TIMEOUT), "tooti up did not become ready:\n" + "".join(lines)
+    output = "".join(lines)
+    base = f"http://127.0.0.1:{port}"
+    assert f"{base}/v1" in output
+    assert "curl -N" in output
+    assert "from openai import OpenAI" in output
+    model = re.search(r'model="([^"]+)"', output).group(1)
+
+    with openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=120) as client:
+        assert model in [m.id for m in client.models.list()]
+        chunks = list(
+            client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=8, stream=True
+            )
+        )
+        assert any(c.choices and c.choices[0].delta.content for c in chunks)
+
+    family = _descendants(proc.pid)
+    assert len(family) >= 2, "expected the node and its llama.cpp server as descendants"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(90) == 0, "".join(lines)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in family):
+        time.sleep(0.1)
+    assert not [p for p in family if _alive(p)], "orphan processes after tooti up stopped"
+    assert "stopped." in "".join(lines)
