@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 REQUEST_READ_TIMEOUT = 30.0
 """A client must deliver its request frame within this time (slow-loris guard)."""
 RESET_POLL_INTERVAL = 0.25
+RESET_GRACE = 2.0
 
 
 class _ClientGone(Exception):
@@ -120,16 +121,20 @@ class InferService:
 
     async def _serve(self, stream: INetStream, request: InferRequest) -> None:
         watch = _ResetWatch()
+        body = trio.CancelScope()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch.run, stream, nursery.cancel_scope)
-            try:
-                async with closing_iter(handle_request(self.backend, request, perf=self.perf)) as frames:
-                    async for frame in frames:
-                        await self._write(stream, frame)
-            except _ClientGone:
-                watch.reset = True
+            nursery.start_soon(watch.run, stream, body)
+            with body:
+                try:
+                    async with closing_iter(handle_request(self.backend, request, perf=self.perf)) as frames:
+                        async for frame in frames:
+                            if watch.reset.is_set():
+                                break  # close the backend stream between chunks, not mid-read
+                            await self._write(stream, frame)
+                except _ClientGone:
+                    watch.reset.set()
             nursery.cancel_scope.cancel()
-        if watch.reset:
+        if watch.reset.is_set():
             self.cancelled += 1
             await reset_stream(stream)
             return
@@ -152,25 +157,29 @@ class InferService:
 
 
 class _ResetWatch:
-    """Cancels a request when the client resets its stream, even while the backend is silent.
+    """Notices when the client resets its stream, even while the backend is silent.
 
     The client half-closes after its request, so reads return EOF at once; a reset turns that into
-    ``StreamReset``. Polling a few times a second is cheap and catches it between tokens.
+    ``StreamReset``, so polling a few times a second is enough. On a reset the request loop stops at
+    the next chunk and closes the backend stream normally; only a backend silent for
+    :data:`RESET_GRACE` more seconds is cancelled mid-read (under trio, cancelling inside an HTTP read
+    leaves the client's cleanup to the garbage collector).
     """
 
     def __init__(self) -> None:
-        self.reset = False
+        self.reset = trio.Event()
 
-    async def run(self, stream: INetStream, scope: trio.CancelScope) -> None:
+    async def run(self, stream: INetStream, body: trio.CancelScope) -> None:
         from libp2p.network.stream.exceptions import StreamEOF, StreamError
 
-        while True:
+        while not self.reset.is_set():
             try:
                 await stream.read(MAX_REQUEST_FRAME)
             except StreamEOF:
                 pass
             except StreamError:
-                self.reset = True
-                scope.cancel()
-                return
+                self.reset.set()
+                break
             await trio.sleep(RESET_POLL_INTERVAL)
+        await trio.sleep(RESET_GRACE)
+        body.cancel()

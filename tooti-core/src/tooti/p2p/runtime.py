@@ -9,6 +9,7 @@ patch, and a raised gossipsub spam limit (heartbeats relayed by few peers were d
 from __future__ import annotations
 
 import logging
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -374,5 +375,6 @@ class P2PRuntime:
         except Exception as exc:
             raise BackendUnavailable(f"invalid peer id {peer_id!r}") from exc
         await self._ensure_connected(peer)
-        async for frame in request_frames(self.host, peer, request):
-            yield frame
+        async with aclosing(request_frames(self.host, peer, request)) as frames:
+            async for frame in frames:
+                yield frame
