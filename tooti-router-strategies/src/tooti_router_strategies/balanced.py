@@ -98,6 +98,9 @@ class BalancedStrategy:
         self.weights = (load_weight, latency_weight, cost_weight, failure_weight)
         if not any(self.weights):
             raise ValueError(f"routing.params.balanced: at least one of {', '.join(_WEIGHTS)} must be > 0")
+        self._weights_text = ", ".join(
+            f"{n.removesuffix('_weight')} {w:g}" for n, w in zip(_WEIGHTS, self.weights, strict=True)
+        )
         self.tolerance = tolerance
         self.unknown_ttft: UnknownTtft = unknown_ttft
         self.queue_penalty = queue_penalty
@@ -132,13 +135,12 @@ class BalancedStrategy:
                 f" + failures {d * fails[i]:.3f} ({fails[i]})"
             )
 
-        weights = ", ".join(f"{n.removesuffix('_weight')} {w:g}" for n, w in zip(_WEIGHTS, self.weights, strict=True))
         return build_decision(
             self.name,
             el,
             order,
             total=len(candidates),
-            summary=f"weights {weights}, {band} within {self.tolerance:g} of the best score, random order",
+            summary=f"weights {self._weights_text}, {band} within {self.tolerance:g} of the best score, random order",
             explain=self.explain,
             describe=describe,
             rest=rest,
