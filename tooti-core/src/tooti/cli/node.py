@@ -9,6 +9,7 @@ import typer
 
 if TYPE_CHECKING:
     from tooti.config.model import Config
+    from tooti.errors import TootiError
     from tooti.node.agent import NodeStarted
 
 app = typer.Typer(help="Run and inspect a tooti node agent.", no_args_is_help=True)
@@ -87,6 +88,25 @@ def start(file: ConfigFile = None) -> None:
         trio.run(serve_until_signal, config, backend, lambda started: _announce(config, started))
     except TootiError as exc:
         fail(str(exc))
+    except BaseExceptionGroup as group:  # trio nurseries wrap errors raised by their tasks
+        found = _tooti_error(group)
+        if found is None:
+            raise
+        fail(str(found))
+
+
+def _tooti_error(exc: BaseException) -> TootiError | None:
+    """The first :class:`TootiError` inside (nested) exception groups, if any."""
+    from tooti.errors import TootiError
+
+    if isinstance(exc, TootiError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _tooti_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 @app.command("status")
