@@ -343,10 +343,28 @@ class P2PRuntime:
                 log.info("bootstrap peer %s unreachable: %s", addr, exc.message)
         return ok
 
+    async def _dial_lan_peers(self) -> None:
+        """Dial peers mDNS put in the peerstore (it finds them but never dials them)."""
+        from libp2p.peer.peerinfo import PeerInfo
+
+        store = self.host.get_peerstore()
+        connected = set(self.host.get_connected_peers())
+        for peer in store.peers_with_addrs():
+            if peer == self.id or peer in connected:
+                continue
+            try:
+                await self._connect_info(PeerInfo(peer, store.addrs(peer)), CONNECT_TIMEOUT)
+            except (BackendUnavailable, BackendTimeout) as exc:
+                log.debug("LAN peer %s unreachable: %s", peer, exc.message)
+            except Exception as exc:  # noqa: BLE001 - peerstore races (address expired meanwhile)
+                log.debug("LAN peer %s skipped: %s", peer, type(exc).__name__)
+
     async def _bootstrap_loop(self) -> None:
         while True:
             if self.settings.bootstrap_peers:
                 await self.bootstrap_once()
+            if self.settings.mdns:
+                await self._dial_lan_peers()
             await trio.sleep(self.settings.bootstrap_interval)
 
     # -- DHT --------------------------------------------------------------------------------------
