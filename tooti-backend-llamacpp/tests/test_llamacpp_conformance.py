@@ -14,6 +14,10 @@ pytestmark = pytest.mark.live
 
 
 class TestLlamaCppConformance(BackendConformance):
+    @pytest.fixture(params=["asyncio", "trio"])
+    def anyio_backend(self, request):
+        return request.param  # the node's p2p side runs on trio, the gateway on asyncio
+
     @pytest.fixture
     async def backend(self, llama_server):
         backend = LlamaCppBackend.from_config(BackendSettings(base_url=llama_server.base_url), LlamaCppConfig())

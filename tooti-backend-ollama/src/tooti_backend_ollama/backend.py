@@ -120,11 +120,13 @@ class OllamaBackend:
         self.in_flight += 1
         try:
             lines = LineSplitter()
-            async with self.http.stream("POST", "/api/chat", json=request) as response:
-                with self.http.reading():
-                    async for raw in response.aiter_bytes():
-                        for chunk in _translate(lines.feed(raw), translator):
-                            yield chunk
+            async with (
+                self.http.stream("POST", "/api/chat", json=request) as response,
+                self.http.body(response) as body,
+            ):
+                async for raw in body:
+                    for chunk in _translate(lines.feed(raw), translator):
+                        yield chunk
                 for chunk in _translate(lines.flush(), translator):
                     yield chunk
         finally:

@@ -8,9 +8,10 @@ never see a transport detail and the gateway can decide by type whether to fail 
 from __future__ import annotations
 
 import time
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpx
 
 from tooti.backends.http_errors import error_for_exception, error_for_status
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from tooti.backends.protocol import BackendSettings
 
 __all__ = ["MAX_BODY_BYTES", "HttpTransport"]
+
+_DRAIN_SEC = 5.0
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 """Largest non-streamed response body read into memory (embeddings of long batches are big)."""
@@ -111,13 +114,26 @@ class HttpTransport:
         except httpx.HTTPError as exc:
             raise error_for_exception(exc, server=self.server) from exc
 
-    @contextmanager
-    def reading(self) -> Iterator[None]:
-        """Map transport errors raised while a streamed body is read (truncation, idle timeout).
+    @asynccontextmanager
+    async def body(self, response: httpx.Response) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Iterate a streamed body; transport errors become tooti errors; leaving always cleans up.
 
-        A plain context manager rather than a wrapping async generator, so that closing the
-        caller's generator closes the HTTP response at once.
+        Leaving early (the consumer closed the stream, an error, a cancellation) closes the
+        response, which drops the connection so the server stops generating, and then drains
+        httpx's chain of body generators, which now fails at once. Drained, they finish inside
+        this task instead of being left to the garbage collector, which trio reports as leaked
+        async generators.
         """
+        chunks = response.aiter_bytes()
+        try:
+            with self._mapped():
+                yield chunks
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_DRAIN_SEC):
+                await _close_and_drain(response, chunks)
+
+    @contextmanager
+    def _mapped(self) -> Iterator[None]:
         try:
             yield
         except httpx.HTTPError as exc:
@@ -151,6 +167,13 @@ class HttpTransport:
         except httpx.HTTPError as exc:
             raise error_for_exception(exc, server=self.server, streaming=True) from exc
         return b"".join(chunks)
+
+
+async def _close_and_drain(response: httpx.Response, chunks: AsyncIterator[bytes]) -> None:
+    await response.aclose()
+    with suppress(httpx.HTTPError, httpx.StreamError):
+        async for _ in chunks:
+            pass  # what was buffered before the close; the next read fails
 
 
 def _ms(started: float) -> float:

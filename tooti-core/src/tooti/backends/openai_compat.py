@@ -117,13 +117,12 @@ class OpenAICompatBackend:
     async def _sse(self, path: str, body: JSONObject) -> AsyncIterator[JSONObject]:
         lines, events = LineSplitter(), SSEDecoder()
         done = False  # after [DONE] the body is still read to its end so the connection is reused
-        async with self.http.stream("POST", path, json=body) as response:
-            with self.http.reading():
-                async for raw in response.aiter_bytes():
-                    for data in _events(lines.feed(raw), events):
-                        done = done or data.strip() == DONE
-                        if not done:
-                            yield self._chunk(data)
+        async with self.http.stream("POST", path, json=body) as response, self.http.body(response) as chunks:
+            async for raw in chunks:
+                for data in _events(lines.feed(raw), events):
+                    done = done or data.strip() == DONE
+                    if not done:
+                        yield self._chunk(data)
             for data in _events(lines.flush(), events, final=True):
                 done = done or data.strip() == DONE
                 if not done:
