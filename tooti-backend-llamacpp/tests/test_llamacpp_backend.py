@@ -234,6 +234,13 @@ async def test_models_with_aliases_and_context(backend, mock) -> None:
     assert model.context_length == 1024
 
 
+async def test_models_context_falls_back_to_props(backend, mock) -> None:
+    mock.get("/v1/models").respond(json={"data": [{"id": "m"}]})
+    mock.get("/props").respond(json={"default_generation_settings": {"n_ctx": 512}, "total_slots": 4})
+    [model] = await backend.list_models()
+    assert model.context_length == 512
+
+
 async def test_models_without_data_is_malformed(backend, mock) -> None:
     mock.get("/v1/models").respond(json={"models": []})
     with pytest.raises(MalformedResponse):

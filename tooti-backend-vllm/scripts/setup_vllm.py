@@ -62,13 +62,15 @@ def convert(out: Path, gguf: Path | None = None) -> Path:
         return out
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+    # Imported by name: only the vLLM venv has them, and they type-check nowhere else.
+    torch = importlib.import_module("torch")
+    transformers = importlib.import_module("transformers")
+    auto_model, auto_tokenizer = transformers.AutoModelForCausalLM, transformers.AutoTokenizer
 
     gguf = gguf or smollm2_gguf()
     src, name = str(gguf.parent), gguf.name
-    quantized = AutoModelForCausalLM.from_pretrained(
-        src, gguf_file=name, quantization_config=GgufConfig(dequantize=True)
+    quantized = auto_model.from_pretrained(
+        src, gguf_file=name, quantization_config=transformers.GgufConfig(dequantize=True)
     )
     config = quantized.config
     if hasattr(config, "quantization_config"):
@@ -76,7 +78,7 @@ def convert(out: Path, gguf: Path | None = None) -> Path:
     model = type(quantized)(config)
     model.load_state_dict(quantized.state_dict())
     model.to(torch.bfloat16).save_pretrained(out)
-    AutoTokenizer.from_pretrained(src, gguf_file=name).save_pretrained(out)
+    auto_tokenizer.from_pretrained(src, gguf_file=name).save_pretrained(out)
     log.info("wrote %s", out)
     return out
 

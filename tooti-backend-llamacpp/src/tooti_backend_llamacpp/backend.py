@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
+import msgspec
+
 from tooti.backends.openai_compat import OpenAICompatBackend
 from tooti.backends.prometheus import parse_samples
 from tooti.backends.protocol import BackendHealth, LoadSnapshot, ModelInfo
@@ -14,7 +16,6 @@ from tooti_backend_llamacpp.managed import ManagedLlamaServer
 
 if TYPE_CHECKING:
     import httpx
-    import msgspec
 
     from tooti.backends.protocol import BackendSettings
 
@@ -58,8 +59,12 @@ class LlamaCppBackend(OpenAICompatBackend):
         return await super().health()
 
     async def list_models(self) -> list[ModelInfo]:
-        """The served model with its aliases and per-slot context from ``/v1/models``."""
-        return [_model_info(entry) for entry in await self.fetch_model_entries()]
+        """The served model with its aliases and per-slot context (``/v1/models``, else ``/props``)."""
+        models = [_model_info(entry) for entry in await self.fetch_model_entries()]
+        if any(m.context_length is None for m in models):
+            n_ctx = await self._props_context()
+            models = [m if m.context_length else msgspec.structs.replace(m, context_length=n_ctx) for m in models]
+        return models
 
     async def load(self) -> LoadSnapshot:
         """Requests processing and deferred from ``/metrics``, or busy slots from ``/slots``."""
@@ -95,6 +100,15 @@ class LlamaCppBackend(OpenAICompatBackend):
             return LoadSnapshot(capacity=capacity)  # neither route is on: load unknown
         busy = sum(1 for s in slots if s.get("is_processing"))
         return LoadSnapshot(in_flight=busy, capacity=capacity or len(slots) or None)
+
+    async def _props_context(self) -> int | None:
+        try:
+            props = await self.http.request_json("GET", "/props")
+        except _ROUTE_OFF:
+            return None
+        settings = props.get("default_generation_settings")
+        n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
+        return n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
 
     async def _capacity(self) -> int | None:
         if self._slots is None:
