@@ -39,7 +39,7 @@ def _gateway(bootstrap):
     )
 
 
-async def _wait_for(predicate, what):
+async def _wait_for(predicate):
     while not predicate():  # bounded by the test's fail_after
         await trio.sleep(0.05)
 
@@ -60,7 +60,6 @@ async def test_three_nodes_discovered_through_bootstrap_then_stale_after_kill(tm
     backends = [FakeBackend(models=(f"m{i}", "shared")) for i in range(3)]
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            boot_scope = trio.CancelScope()
             first = await nursery.start(run_node, _config(tmp_path, "n0"), backends[0])
             boot = first.addrs
             started = [first]
@@ -78,7 +77,7 @@ async def test_three_nodes_discovered_through_bootstrap_then_stale_after_kill(tm
             await nursery.start(gateway.run)
             peers = {s.peer_id for s in started}
             registry = gateway.registry
-            await _wait_for(lambda: {v.peer_id for v in registry.snapshot()} == peers, "all three nodes")
+            await _wait_for(lambda: {v.peer_id for v in registry.snapshot()} == peers)
 
             views = {v.peer_id: v for v in registry.snapshot()}
             n2 = started[2].peer_id
@@ -107,17 +106,15 @@ async def test_three_nodes_discovered_through_bootstrap_then_stale_after_kill(tm
             # Kill n2: it leaves the registry within 3 intervals (plus one for the prune tick).
             scopes[1].cancel()
             killed = trio.current_time()
-            await _wait_for(lambda: n2 not in {v.peer_id for v in registry.snapshot()}, "n2 stale")
+            await _wait_for(lambda: n2 not in {v.peer_id for v in registry.snapshot()})
             assert trio.current_time() - killed < 4 * INTERVAL + 1.0
             with pytest.raises(BackendUnavailable):
                 await _collect(gateway, n2, _req())
             nursery.cancel_scope.cancel()
-    del boot_scope
 
 
 @pytest.mark.anyio
 async def test_dht_protocol_is_private_and_unauthorized_gateway_refused(tmp_path):
-    gateway_key = generate_identity()
     other = _gateway([])
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
@@ -134,5 +131,38 @@ async def test_dht_protocol_is_private_and_unauthorized_gateway_refused(tmp_path
             assert isinstance(frames[0], ErrorFrame)
             assert frames[0].code == "unauthorized"
             assert node.service.rejected == 1
-            del gateway_key
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_runtime_cycles_leak_no_file_descriptors_or_tasks(tmp_path):
+    from pathlib import Path
+
+    def fds():
+        return len(list(Path("/proc/self/fd").iterdir()))
+
+    def tasks():
+        stack, count = [trio.lowlevel.current_root_task()], 0
+        while stack:
+            task = stack.pop()
+            count += 1
+            stack.extend(t for n in task.child_nurseries for t in n.child_tasks)
+        return count
+
+    async def cycle():
+        node = _gateway([])
+        peer = _gateway([])
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            await nursery.start(peer.run)
+            await peer.connect(node.listen_addrs()[0])
+            nursery.cancel_scope.cancel()
+
+    with trio.fail_after(30):
+        await cycle()  # warm-up: lazy imports, resolver files
+        before_fds = fds()
+        before_tasks = tasks()
+        for _ in range(3):
+            await cycle()
+        assert fds() == before_fds
+        assert tasks() == before_tasks
