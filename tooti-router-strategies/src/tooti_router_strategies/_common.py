@@ -11,21 +11,23 @@ from __future__ import annotations
 import heapq
 import random
 import statistics
+from collections.abc import Callable, Sequence
 from itertools import compress
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from tooti.routing.protocol import Candidate, Decision, Preferences
 from tooti_router_strategies._params import Param
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Iterable
 
 __all__ = [
     "COMMON_PARAMS",
     "FULL_SORT_MAX",
     "SORTED_HEAD",
     "SPREAD",
+    "KeysAt",
     "UnknownTtft",
     "build_decision",
     "expected_ttfts",
@@ -36,9 +38,12 @@ __all__ = [
     "prices",
     "split_sample",
     "spread_band",
+    "ttft_lookup",
 ]
 
 UnknownTtft = Literal["median", "optimistic"]
+KeysAt = Callable[[Sequence[int]], list[float]]
+"""A lazily computed key: returns the keys of the given indices, in order."""
 
 FULL_SORT_MAX = 256
 """Up to this many eligible candidates the whole order is sorted."""
@@ -140,7 +145,7 @@ def expected_ttfts(el: Sequence[Candidate], unknown: UnknownTtft, queue_penalty:
     fill = 0.0
     out: list[float]
     if None in raw:  # a C-level scan; the fill pass runs only when some node is unmeasured
-        fill = _fill_value(raw, unknown)
+        fill = _fill_value(el, unknown)
         out = [fill if t is None else t for t in raw]
     else:
         out = raw  # type: ignore[assignment]  # no None left, checked just above
@@ -152,25 +157,49 @@ def expected_ttfts(el: Sequence[Candidate], unknown: UnknownTtft, queue_penalty:
     return out, fill
 
 
-def _fill_value(raw: list[float | None], unknown: UnknownTtft) -> float:
+def _fill_value(el: Sequence[Candidate], unknown: UnknownTtft) -> float:
     """The TTFT assumed for unmeasured nodes: median or best of the measured ones, 0 if none.
 
     The median is taken over at most :data:`MEDIAN_SAMPLE` evenly spaced entries: sorting 10,000
     floats costs about a millisecond, and an assumed value needs no more precision than that.
     """
     if unknown == "median":
-        step = max(1, len(raw) // MEDIAN_SAMPLE)
-        sample = [t for t in raw[::step] if t is not None]
+        step = max(1, len(el) // MEDIAN_SAMPLE)
+        sample = [c.ttft_ms for c in el[::step] if c.ttft_ms is not None]
         if sample:
             return statistics.median(sample)
-    known = [t for t in raw if t is not None]
+    known = [c.ttft_ms for c in el if c.ttft_ms is not None]
     if not known:
         return 0.0
     return statistics.median(known) if unknown == "median" else min(known)
 
 
-def order_indices(primary: Sequence[float], *tiebreaks: Sequence[float]) -> list[int]:
+def ttft_lookup(el: Sequence[Candidate], unknown: UnknownTtft, queue_penalty: float) -> KeysAt:
+    """Like :func:`expected_ttfts`, computed only for the indices asked (tie-breaks need a few)."""
+    fill: list[float] = []  # computed on the first unmeasured node met
+
+    def at(indices: Iterable[int]) -> list[float]:
+        out = []
+        for i in indices:
+            c = el[i]
+            t = c.ttft_ms
+            if t is None:
+                if not fill:
+                    fill.append(_fill_value(el, unknown))
+                t = fill[0]
+            if queue_penalty and c.queued:
+                t *= 1.0 + queue_penalty * c.queued / (c.capacity or 1)
+            out.append(t)
+        return out
+
+    return at
+
+
+def order_indices(primary: Sequence[float], *tiebreaks: Sequence[float] | KeysAt) -> list[int]:
     """Indices in ascending ``(primary, *tiebreaks)`` order; full ties keep snapshot order.
+
+    A tie-break may be a list aligned with ``primary`` or a function returning the keys of the
+    indices it is given, so costly tie-break keys are computed only where the order needs them.
 
     Up to :data:`FULL_SORT_MAX` entries everything is sorted. Above it, only the head is: every
     entry whose primary key is at most the :data:`SORTED_HEAD`-th smallest (so ties at the cut are
@@ -179,15 +208,19 @@ def order_indices(primary: Sequence[float], *tiebreaks: Sequence[float]) -> list
     permutation.
     """
     n = len(primary)
-    if n <= FULL_SORT_MAX:
-        keys: Sequence[Any] = list(zip(primary, *tiebreaks, strict=True)) if tiebreaks else primary
-        return sorted(range(n), key=keys.__getitem__)
+    if n <= FULL_SORT_MAX:  # small: materialise lazy keys and sort once by tuples
+        keys = [tb(range(n)) if callable(tb) else tb for tb in tiebreaks]
+        full = list(zip(primary, *keys, strict=True)) if keys else primary
+        return sorted(range(n), key=full.__getitem__)
     cut = heapq.nsmallest(SORTED_HEAD, primary)[-1]
     head = [i for i, k in enumerate(primary) if k <= cut]
-    if tiebreaks:
-        head.sort(key=lambda i: (primary[i], *(t[i] for t in tiebreaks)))
-    else:
-        head.sort(key=primary.__getitem__)
+    # Lexicographic order by stable sorts, least significant key first: C-level keys, no tuples.
+    for tb in reversed(tiebreaks):
+        if callable(tb):
+            head.sort(key=dict(zip(head, tb(head), strict=True)).__getitem__)
+        else:
+            head.sort(key=tb.__getitem__)
+    head.sort(key=primary.__getitem__)
     mask = bytearray(b"\x01") * n
     for i in head:
         mask[i] = 0

@@ -17,12 +17,12 @@ from tooti_router_strategies._common import (
     TTFT_PARAMS,
     UnknownTtft,
     build_decision,
-    expected_ttfts,
     fast_eligible,
     make_rng,
     order_indices,
     prices,
     split_sample,
+    ttft_lookup,
 )
 from tooti_router_strategies._params import Param, parse_params
 
@@ -35,16 +35,20 @@ if TYPE_CHECKING:
 __all__ = ["CostStrategy"]
 
 
-def _full_after_free(price: list[float], full: list[bool]) -> list[float]:
+def _full_after_free(el: Sequence[Candidate], price: list[float]) -> list[float]:
     """Price keys where every full node sorts after every free one, as one float per node.
 
     Adding ``max - min + 1`` to full nodes' prices separates the groups and keeps the price order
     inside each (rounding is monotonic); one float key sorts far faster than a tuple.
     """
-    if not any(full):
+    if not price:
         return price
     offset = max(price) - min(price) + 1.0
-    return [p + offset if f else p for p, f in zip(price, full, strict=True)]
+    return [p + offset if _full(c) else p for p, c in zip(price, el, strict=True)]
+
+
+def _full(c: Candidate) -> bool:
+    return c.in_flight + c.queued >= (c.capacity or 1)
 
 
 class CostStrategy:
@@ -95,18 +99,17 @@ class CostStrategy:
         """Return eligible candidates, cheapest first."""
         el, rest = split_sample(fast_eligible(candidates, prefs), self.sample, self.rng)
         price = prices(el)
-        ttfts, _ = expected_ttfts(el, self.unknown_ttft, self.queue_penalty)
-        if self.respect_capacity:
-            full = [c.in_flight + c.queued >= (c.capacity or 1) for c in el]
-            order = order_indices(_full_after_free(price, full), ttfts)
-        else:
-            full = [False] * len(el)
-            order = order_indices(price, ttfts)
+        ttft_at = ttft_lookup(el, self.unknown_ttft, self.queue_penalty)
+        primary = _full_after_free(el, price) if self.respect_capacity else price
+        order = order_indices(primary, ttft_at)
         ceiling = "none" if prefs.max_price is None else f"{prefs.max_price:g}"
 
+        shown = order[: self.explain]
+        ttft_of = dict(zip(shown, ttft_at(shown), strict=True))  # one batch for the reason lines
+
         def describe(i: int) -> str:
-            slots = "full (after free nodes), " if full[i] else ""
-            return f"{slots}price {price[i]:.4g}/1K tokens, expected ttft {ttfts[i]:.0f} ms"
+            slots = "full (after free nodes), " if self.respect_capacity and _full(el[i]) else ""
+            return f"{slots}price {price[i]:.4g}/1K tokens, expected ttft {ttft_of[i]:.0f} ms"
 
         return build_decision(
             self.name,

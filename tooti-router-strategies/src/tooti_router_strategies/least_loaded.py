@@ -15,12 +15,12 @@ from tooti_router_strategies._common import (
     TTFT_PARAMS,
     UnknownTtft,
     build_decision,
-    expected_ttfts,
     fast_eligible,
     load_ratios,
     make_rng,
     order_indices,
     split_sample,
+    ttft_lookup,
 )
 from tooti_router_strategies._params import Param, parse_params
 
@@ -73,14 +73,17 @@ class LeastLoadedStrategy:
         """Return eligible candidates, least loaded first."""
         el, rest = split_sample(fast_eligible(candidates, prefs), self.sample, self.rng)
         loads = load_ratios(el)
-        ttfts, _ = expected_ttfts(el, self.unknown_ttft, self.queue_penalty)
-        order = order_indices(loads, [c.recent_failures for c in el], ttfts)
+        ttft_at = ttft_lookup(el, self.unknown_ttft, self.queue_penalty)
+        order = order_indices(loads, lambda idx: [el[i].recent_failures for i in idx], ttft_at)
+
+        shown = order[: self.explain]
+        ttft_of = dict(zip(shown, ttft_at(shown), strict=True))  # one batch for the reason lines
 
         def describe(i: int) -> str:
             c = el[i]
             return (
                 f"load {loads[i]:.2f} ({c.in_flight} in flight + {c.queued} queued, capacity {c.capacity or 1}),"
-                f" {c.recent_failures} recent failures, expected ttft {ttfts[i]:.0f} ms"
+                f" {c.recent_failures} recent failures, expected ttft {ttft_of[i]:.0f} ms"
             )
 
         return build_decision(
