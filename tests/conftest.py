@@ -9,7 +9,7 @@ Fixtures available here without import (through ``pytest11`` entry points):
 - ``fake_backend``, ``plugin_host``: from :mod:`tooti.testing.pytest_plugin`.
 
 Defined here: ``anyio_backend`` (asyncio by default; a module may override it, e.g. with trio) and
-``ollama_shim`` (session): an Ollama-API server over ``llama_server``, see ``tests/ollama_shim.py``.
+``ollama_shim`` (session): an Ollama-API server over ``llama_server``, see ``tests/ollama_shim/``.
 """
 
 from __future__ import annotations
@@ -31,11 +31,14 @@ def anyio_backend() -> str:
 
 
 def _load_ollama_shim() -> ModuleType:
-    """Import ``tests/ollama_shim.py`` by path (``--import-mode=importlib`` puts no test dir on sys.path)."""
+    """Import the ``tests/ollama_shim`` package by path (``--import-mode=importlib`` puts no test dir on sys.path)."""
     name = "tooti_tests_ollama_shim"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("ollama_shim.py"))
+    package = Path(__file__).with_name("ollama_shim")
+    spec = importlib.util.spec_from_file_location(
+        name, package / "__init__.py", submodule_search_locations=[str(package)]
+    )
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -46,7 +49,7 @@ def _load_ollama_shim() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def ollama_shim(llama_server):
-    """An Ollama-API test server (``tests/ollama_shim.py``) in front of the session's llama.cpp server.
+    """An Ollama-API test server (``tests/ollama_shim/``) in front of the session's llama.cpp server.
 
     Yields the :class:`ShimServer`; ``.base_url`` is its address, ``.app`` the ASGI app (with the
     requests it saw and the client disconnects it noticed).
