@@ -18,7 +18,8 @@ def start(
     file: _ConfigFile = None,
     listen: Annotated[str | None, typer.Option(help="HOST:PORT to serve HTTP on (default: gateway.listen).")] = None,
     identity: Annotated[
-        Path | None, typer.Option(help="The gateway's own key file, for a stable peer id (created if missing).")
+        Path | None,
+        typer.Option(help="The gateway's own key file (created if missing). Default: $TOOTI_HOME/gateway.key."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="Log level: debug, info, warning, error.")] = "info",
 ) -> None:
@@ -28,7 +29,7 @@ def start(
     import uvicorn
 
     from tooti.cli._common import console, fail
-    from tooti.config import default_config_file, load_config
+    from tooti.config import default_config_file, load_config, tooti_home
     from tooti.errors import TootiError
     from tooti.gateway import create_app
     from tooti.gateway.p2p import p2p_network
@@ -40,7 +41,7 @@ def start(
     try:
         config = load_config(path)
         host, port = parse_listen(listen or config.gateway.listen)
-        network, lifespan = p2p_network(config, identity_file=identity)
+        network, lifespan = p2p_network(config, identity_file=identity or tooti_home() / "gateway.key")
         gateway_app = create_app(config, network, PluginHost(), lifespan=[lifespan])
     except (TootiError, ValueError) as exc:
         fail(str(exc))

@@ -7,6 +7,7 @@ lifespan, i.e. when uvicorn starts and stops serving.
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from tooti.p2p.client import P2PNetwork
 
 __all__ = ["p2p_network"]
+
+log = logging.getLogger(__name__)
 
 
 def p2p_network(config: Config, *, identity_file: Path | None = None) -> tuple[P2PNetwork, Lifespan]:
@@ -38,6 +41,8 @@ def p2p_network(config: Config, *, identity_file: Path | None = None) -> tuple[P
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await network.start()
+        # Nodes bootstrap from one of these; say them where an operator will look.
+        log.info("gateway p2p peer %s listening on %s", network.peer_id, ", ".join(network.listen_addrs()))
         try:
             yield
         finally:
