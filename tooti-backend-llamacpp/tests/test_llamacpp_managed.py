@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import anyio
 import pytest
@@ -28,11 +32,16 @@ def model_path():
 
 
 def _gone(pid: int) -> bool:
+    """No such process, or only a zombie left for a non-reaping init (it runs nothing)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    return False
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
 
 
 async def test_managed_server_answers_and_leaves_no_process(model_path) -> None:
@@ -75,6 +84,27 @@ async def test_managed_server_is_restarted_after_it_dies(model_path) -> None:
         await backend.aclose()
     assert second_pid is not None
     assert _gone(second_pid)
+
+
+ORPHAN_SCRIPT = """
+import os, sys
+from tooti_backend_llamacpp.managed import ManagedLlamaServer
+server = ManagedLlamaServer(sys.argv[1], threads=1, parallel=1, ctx=512)
+server.start()
+print(server.pid, flush=True)
+os._exit(0)  # die without stopping the server, as a crashed node would
+"""
+
+
+def test_server_exits_when_its_parent_dies(model_path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", ORPHAN_SCRIPT, str(model_path)], capture_output=True, text=True, timeout=60, check=True
+    )
+    pid = int(out.stdout.split()[-1])
+    deadline = time.monotonic() + 30
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(pid), "the llama.cpp child outlived its parent"
 
 
 def test_missing_model_file_is_reported(tmp_path) -> None:

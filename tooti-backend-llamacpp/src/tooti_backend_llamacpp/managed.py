@@ -29,6 +29,8 @@ __all__ = ["ManagedLlamaServer", "ManagedServerError"]
 log = logging.getLogger(__name__)
 
 _LISTENING = "LISTENING "
+_WATCH_SEC = 0.5
+_MAX_BACKOFF_SEC = 30.0
 
 
 class ManagedServerError(RuntimeError):
@@ -246,10 +248,13 @@ class ManagedLlamaServer:
             self._log = None
 
     def _watch(self) -> None:
-        while not self._stopping.wait(0.5):
+        delay = _WATCH_SEC
+        while not self._stopping.wait(delay):
             if self.running:
                 continue
             try:
                 self.ensure_running()
+                delay = _WATCH_SEC
             except ManagedServerError:
-                log.exception("restarting the managed llama.cpp server failed; retrying")
+                delay = min(delay * 2, _MAX_BACKOFF_SEC)  # e.g. the port was taken meanwhile
+                log.exception("restarting the managed llama.cpp server failed; next try in %.0fs", delay)
