@@ -128,3 +128,15 @@ def tests_vllm(session: nox.Session) -> None:
     session.run("python", setup, "convert", "--out", str(model_dir))
     env = {"TOOTI_VLLM_MODEL_DIR": str(model_dir)}
     session.run("pytest", "-p", "no:cacheprovider", "-m", "slow", "tooti-backend-vllm/tests", *session.posargs, env=env)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks (measurements, not tests): routing decisions, then overhead, throughput, failover, scale, fuzz.
+
+    Writes docs/benchmarks.md and docs/benchmarks.json. ``nox -s bench -- --quick`` checks the
+    harness with small counts; ``-- --only failover`` runs one section.
+    """
+    _sync(session, "test")
+    session.run("pytest", "tooti-router-strategies/benchmarks", "--benchmark-only", "-p", "no:cacheprovider", "-q")
+    session.run("python", "tests/bench/run.py", *session.posargs)

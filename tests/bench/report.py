@@ -1,0 +1,222 @@
+"""Render benchmark results as markdown, each figure beside its target, with the machine described."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, memory, OS and Python of this machine."""
+    model = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_gib = None
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        kib = int(meminfo.read_text().split()[1])
+        mem_gib = round(kib / 1024 / 1024, 1)
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": mem_gib,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+
+
+def _get(results: dict[str, Any], path: str) -> Any:
+    value: Any = results
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+# (section, label, path in results, target text)
+ROWS: list[tuple[str, str, str, str]] = [
+    (
+        "Overhead (fast upstream)",
+        "added latency p50, c=16 streams (ms)",
+        "overhead.fast_c16_stream.added_p50_ms",
+        "≤ 3",
+    ),
+    (
+        "Overhead (fast upstream)",
+        "added latency p99, c=16 streams (ms)",
+        "overhead.fast_c16_stream.added_p99_ms",
+        "≤ 15",
+    ),
+    (
+        "Overhead (fast upstream)",
+        "TTFT added p50, c=16 streams (ms)",
+        "overhead.fast_c16_stream.ttft_added_p50_ms",
+        "-",
+    ),
+    (
+        "Overhead (fast upstream)",
+        "TTFT added p99, c=16 streams (ms)",
+        "overhead.fast_c16_stream.ttft_added_p99_ms",
+        "-",
+    ),
+    ("Overhead (fast upstream)", "added latency p50, c=1 streams (ms)", "overhead.fast_c1_stream.added_p50_ms", "-"),
+    ("Overhead (fast upstream)", "added latency p99, c=1 streams (ms)", "overhead.fast_c1_stream.added_p99_ms", "-"),
+    ("Overhead (fast upstream)", "added latency p50, c=1 non-stream (ms)", "overhead.fast_c1_whole.added_p50_ms", "-"),
+    (
+        "Overhead (fast upstream)",
+        "added latency p50, c=16 non-stream (ms)",
+        "overhead.fast_c16_whole.added_p50_ms",
+        "-",
+    ),
+    (
+        "Overhead (fast upstream)",
+        "streamed tokens/s vs direct, c=16",
+        "overhead.fast_c16_stream.tokens_per_s_ratio",
+        "≥ 0.98",
+    ),
+    ("Overhead (llama.cpp, SmolLM2)", "added latency p50, c=1 (ms)", "overhead.llamacpp_c1_stream.added_p50_ms", "-"),
+    ("Overhead (llama.cpp, SmolLM2)", "TTFT added p50, c=1 (ms)", "overhead.llamacpp_c1_stream.ttft_added_p50_ms", "-"),
+    (
+        "Overhead (llama.cpp, SmolLM2)",
+        "added latency p50, c=16 (ms)",
+        "overhead.llamacpp_c16_stream.added_p50_ms",
+        "≤ 3",
+    ),
+    (
+        "Overhead (llama.cpp, SmolLM2)",
+        "added latency p99, c=16 (ms)",
+        "overhead.llamacpp_c16_stream.added_p99_ms",
+        "≤ 15",
+    ),
+    (
+        "Overhead (llama.cpp, SmolLM2)",
+        "streamed tokens/s vs direct, c=1",
+        "overhead.llamacpp_c1_stream.tokens_per_s_ratio",
+        "≥ 0.98",
+    ),
+    (
+        "Overhead (llama.cpp, SmolLM2)",
+        "streamed tokens/s vs direct, c=16",
+        "overhead.llamacpp_c16_stream.tokens_per_s_ratio",
+        "≥ 0.98",
+    ),
+    ("Throughput", "non-stream req/s, gateway on one core, c=32", "throughput.c32_req_per_s", "≥ 800"),
+    ("Throughput", "non-stream req/s, gateway on one core, c=8", "throughput.c8_req_per_s", "-"),
+    ("Throughput", "failed requests at c=32", "throughput.c32_failed", "0"),
+    ("Throughput", "direct upstream req/s (client ceiling)", "throughput.direct_upstream_req_per_s", "-"),
+    ("Failover", "requests failed before first token", "failover.failed_before_first_token", "0"),
+    ("Failover", "streams cut mid-way", "failover.streams_cut_midway", "-"),
+    ("Failover", "… of which ended with an error event", "failover.cut_with_error_event", "all"),
+    ("Failover", "… of which cut silently", "failover.cut_silently", "0"),
+    (
+        "Failover",
+        "last new attempt on the killed node after SIGKILL (s)",
+        "failover.last_attempt_on_killed_node_s",
+        "-",
+    ),
+    (
+        "Failover",
+        "killed node gone from the registry after (s)",
+        "failover.registry_dropped_killed_node_s",
+        "≤ 3 intervals (3 s)",
+    ),
+    (
+        "Scale (simulated)",
+        "heartbeat decode + registry update (µs/message), 10k nodes",
+        "scale.simulated.heartbeat_decode_and_update_us",
+        "-",
+    ),
+    ("Scale (simulated)", "registry snapshot (µs), 10k nodes", "scale.simulated.registry_snapshot_us", "-"),
+    ("Scale (simulated)", "routing decision, balanced (µs), 10k nodes", "scale.simulated.decide_balanced_us", "-"),
+    ("Scale (simulated)", "routing decision, latency (µs), 10k nodes", "scale.simulated.decide_latency_us", "-"),
+    ("Scale (simulated)", "routing decision, simple (µs), 10k nodes", "scale.simulated.decide_simple_us", "-"),
+    ("Fuzz", "OpenAPI requests tried (schemathesis)", "fuzz.openapi.requests", "-"),
+    ("Fuzz", "OpenAPI 5xx answers", "fuzz.openapi.server_errors_5xx", "0"),
+    ("Fuzz", "gateway crashed", "fuzz.openapi.gateway_crashed", "False"),
+    ("Fuzz", "random/malformed infer frames sent", "fuzz.infer_frames.frames_sent", "-"),
+    ("Fuzz", "node crashed", "fuzz.infer_frames.node_crashed", "False"),
+    ("Fuzz", "valid request served after the fuzzing", "fuzz.infer_frames.valid_request_after_fuzz_ok", "True"),
+]
+
+
+def _scale_rows(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for run in _get(results, "scale.real") or []:
+        if "error" in run:
+            rows.append(f"| {run['nodes']} | {run['error']} | | | | |")
+            continue
+        rows.append(
+            f"| {run['nodes']} | {_fmt(run['converged_both_gateways_s'])} | {_fmt(run['gateway_heartbeats_per_s'])} "
+            f"| {_fmt(run['new_node_listed_s'])} | {_fmt(run['new_node_routable_s'])} "
+            f"| {_fmt(run['listed_to_routable_s'])} |"
+        )
+    return rows
+
+
+def render(results: dict[str, Any]) -> str:
+    """The whole ``docs/benchmarks.md``."""
+    m = results["machine"]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(results["started"]))
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `uv run nox -s bench` (`tests/bench/run.py`); every figure below comes from one run.",
+        "Raw figures: [benchmarks.json](benchmarks.json). Benchmarks measure; they never fail on a target.",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}, Python {m['python']}; run {when}"
+        + (" (**quick mode: small counts, figures not meaningful**)" if results.get("quick") else "")
+        + ".",
+        "",
+        "| section | figure | measured | target |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {sec} | {label} | {_fmt(_get(results, path))} | {target} |" for sec, label, path, target in ROWS]
+    lines += [
+        "",
+        "## Scale: real nodes on loopback, two gateways",
+        "",
+        "Heartbeat interval 1 s. Times in seconds from spawning the node processes.",
+        "",
+        "| nodes | converged (both gateways) | heartbeats/s at a gateway | new node listed | new node routable "
+        "| listed → routable |",
+        "|---|---|---|---|---|---|",
+        *_scale_rows(results),
+        "",
+        "## How each figure is measured",
+        "",
+        "- **Overhead**: the same chat requests go straight to the upstream and through gateway → libp2p → "
+        "node → upstream, interleaved request by request in one run; *added* = gateway percentile minus "
+        "direct percentile. The fast upstream is a raw-asyncio OpenAI-compatible server streaming 32 "
+        "tokens 2 ms apart, so the difference is tooti's own cost; llama.cpp runs SmolLM2-135M with one "
+        "thread and 4 slots. tokens/s = completion tokens / request time, median, gateway ÷ direct.",
+        "- **Throughput**: non-streamed chats for 10 s per concurrency; the gateway process is pinned to "
+        "CPU 0, node, upstream and load generator share CPU 1.",
+        "- **Failover**: two nodes behind one gateway serve ~0.8 s streams to 8 concurrent clients; one "
+        "node is SIGKILLed at 3 s. *Before first token* failures reach the client as errors; streams cut "
+        "after it must end with an SSE error event.",
+        "- **Scale**: `tooti node start` processes bootstrap from gateway 1; gateway 2 bootstraps from "
+        "gateway 1 and learns everything through gossip. The simulated registry decodes and stores "
+        "10,000 signed-heartbeat payloads (signature checking is libp2p's and not included) and routes "
+        "over all of them through the gateway's own `decide()`.",
+        "- **Fuzz**: schemathesis generates requests from the gateway's served OpenAPI schema (up to 100 "
+        "per operation) against a real gateway with a real node; random, oversized, truncated and "
+        "wrongly-shaped frames go to a node's `/tooti/infer/1.0.0`.",
+        "",
+    ]
+    return "\n".join(lines)

