@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -81,7 +82,10 @@ def check_decision(decision, cands, prefs):
     assert decision.reasons
     assert decision.reasons[0].startswith(f"{decision.strategy}: {len(expected)} of {len(cands)}")
     ranked_lines = [r for r in decision.reasons if r.startswith("#")]
-    assert [line.split()[1].rstrip(":") for line in ranked_lines] == decision.peer_ids[:10]
+    names = [line.split()[1].rstrip(":") for line in ranked_lines]
+    assert names == decision.peer_ids[: len(names)]
+    if "scored a random sample of" not in decision.reasons[0]:  # unscored nodes get no reason line
+        assert len(names) == min(10, len(decision.ordered))
 
 
 @BOUNDED
@@ -130,3 +134,58 @@ def test_large_snapshot_head_is_sorted_and_tail_complete():
     head = [total_price(c) for c in decision.ordered[:SORTED_HEAD]]
     assert head == sorted(head)
     assert head[-1] <= min(total_price(c) for c in decision.ordered[SORTED_HEAD:])
+
+
+def big_snapshot(seed, n=800):
+    rng = random.Random(seed)
+    return [
+        Candidate(
+            peer_id=f"n{i}",
+            models=frozenset(rng.choice([{"m"}, {"m", "x"}, {"x"}])),
+            in_flight=rng.randint(0, 8),
+            queued=rng.choice([0, 0, 0, 2]),
+            capacity=rng.choice([None, 0, 1, 4, 8]),
+            ttft_ms=rng.choice([None, rng.uniform(10, 3000)]),
+            price_in_per_1k=rng.choice([None, 0.001, 0.002, rng.uniform(0, 0.01)]),
+            region=rng.choice([None, "eu", "us"]),
+            stale=rng.random() < 0.05,
+            in_cooldown=rng.random() < 0.05,
+            recent_failures=rng.choice([0, 0, 0, 1, 3]),
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize(
+    "prefs",
+    [
+        Preferences(model="m"),
+        Preferences(model="m", max_price=0.004, region="eu", ignore=frozenset({"n1", "n2"})),
+        Preferences(model="m", only=frozenset(f"n{i}" for i in range(0, 800, 2))),
+    ],
+)
+def test_large_snapshots_keep_every_rule(seed, prefs):
+    cands = big_snapshot(seed)
+    for make in STRATEGIES.values():
+        strategy = make()
+        check_decision(strategy.rank(cands, prefs), cands, prefs)
+
+
+def test_large_snapshot_least_loaded_head_is_in_full_key_order():
+    cands = big_snapshot(4)
+    decision = LeastLoadedStrategy(queue_penalty=0, unknown_ttft="optimistic").rank(cands, Preferences(model="m"))
+    assert len(decision.ordered) > FULL_SORT_MAX
+    known = [c.ttft_ms for c in decision.ordered if c.ttft_ms is not None]
+    best = min(known)
+
+    def key(c):
+        return (
+            (c.in_flight + c.queued) / (c.capacity or 1),
+            c.recent_failures,
+            best if c.ttft_ms is None else c.ttft_ms,
+        )
+
+    head = [key(c) for c in decision.ordered[:SORTED_HEAD]]
+    assert head == sorted(head)
+    assert head[-1][0] <= min(key(c)[0] for c in decision.ordered[SORTED_HEAD:])
