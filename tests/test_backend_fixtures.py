@@ -9,6 +9,28 @@ import pytest
 
 from tooti.errors import BackendUnavailable, ModelNotFound
 from tooti.testing import FakeBackend, make_plugin_host
+from tooti.testing.conformance import BackendConformance
+
+
+class TestFakeBackendConformance(BackendConformance):
+    """The fake other tests rely on behaves like a real backend (and the suite runs without a server)."""
+
+    test_dead_server_is_unavailable = None  # no server to be dead
+    test_aclose_is_idempotent = None  # needs dead_backend, which needs a base_url
+
+    @pytest.fixture(params=["asyncio", "trio"])
+    def anyio_backend(self, request):
+        return request.param
+
+    @pytest.fixture
+    async def backend(self):
+        backend = FakeBackend(chunks=40, chunk_delay_sec=0.001)
+        await backend.start()
+        yield backend
+        await backend.aclose()
+
+    async def tokens_generated(self, backend) -> int:
+        return backend.tokens_generated
 
 
 @pytest.mark.live
@@ -40,10 +62,13 @@ async def test_fake_backend_chat_and_stream() -> None:
     assert len(chunks) == 4
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
     assert "usage" in chunks[-1]
+    short = await backend.chat({"model": "fake-model", "messages": [], "max_tokens": 2})
+    assert short["usage"]["completion_tokens"] == 2
+    assert short["choices"][0]["finish_reason"] == "length"
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == backend.reply
     assert backend.streams[0].state == "finished"
     await backend.aclose()
-    assert backend.methods() == ["start", "chat", "chat_stream", "aclose"]
+    assert backend.methods() == ["start", "chat", "chat_stream", "chat", "aclose"]
 
 
 @pytest.mark.anyio

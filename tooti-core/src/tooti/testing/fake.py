@@ -70,7 +70,8 @@ class FakeBackend:
     Args:
         models: model ids served; a request for another model raises :class:`ModelNotFound`.
         reply: the assistant text every chat returns.
-        chunks: how many content chunks ``chat_stream`` splits ``reply`` into.
+        chunks: how many content chunks ``chat_stream`` splits ``reply`` into; each counts as one
+            completion token, and ``max_tokens`` cuts the answer to that many chunks.
         chunk_delay_sec: sleep before each streamed chunk (lets tests cancel mid-stream).
         context_length: reported by :meth:`list_models`.
         capacity: reported by :meth:`load`.
@@ -124,6 +125,11 @@ class FakeBackend:
         return sum(1 for s in self.streams if s.state == "closed_early")
 
     @property
+    def tokens_generated(self) -> int:
+        """Content chunks streamed so far, over every stream (one chunk = one token)."""
+        return sum(s.chunks_sent for s in self.streams)
+
+    @property
     def in_flight(self) -> int:
         """Streams open right now."""
         return sum(1 for s in self.streams if s.state == "open")
@@ -165,7 +171,13 @@ class FakeBackend:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": self.reply}, "finish_reason": "stop"}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(self._pieces(body))},
+                    "finish_reason": self._finish(body),
+                }
+            ],
             "usage": self._usage(body),
         }
 
@@ -182,7 +194,9 @@ class FakeBackend:
             "object": "text_completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "text": self.reply, "finish_reason": "stop", "logprobs": None}],
+            "choices": [
+                {"index": 0, "text": "".join(self._pieces(body)), "finish_reason": self._finish(body), "logprobs": None}
+            ],
             "usage": self._usage(body),
         }
 
@@ -219,16 +233,25 @@ class FakeBackend:
             raise ModelNotFound(f"model {model!r} is not served by the fake backend", status_code=404)
         return model
 
-    def _pieces(self) -> list[str]:
+    def _pieces(self, body: JSONObject) -> list[str]:
+        """The reply in ``chunks`` pieces, cut to ``max_tokens`` pieces (one piece = one token)."""
         n = max(self.chunks, 1)
         size = -(-len(self.reply) // n) or 1
-        pieces = [self.reply[i * size : (i + 1) * size] for i in range(n)]
-        return [p or " " for p in pieces]
+        pieces = [self.reply[i * size : (i + 1) * size] or " " for i in range(n)]
+        return pieces[: self._limit(body)]
+
+    def _limit(self, body: JSONObject) -> int:
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        n = max(self.chunks, 1)
+        return min(n, limit) if isinstance(limit, int) and limit > 0 else n
+
+    def _finish(self, body: JSONObject) -> str:
+        return "length" if self._limit(body) < max(self.chunks, 1) else "stop"
 
     def _usage(self, body: JSONObject) -> dict[str, int]:
         prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []) if isinstance(m, dict))
         prompt = prompt or len(str(body.get("prompt", "")).split())
-        completion = max(self.chunks, 1)
+        completion = self._limit(body)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     async def _stream(self, body: JSONObject) -> AsyncIterator[JSONObject]:
@@ -260,7 +283,7 @@ class FakeBackend:
             "created": int(time.time()),
             "model": model,
         }
-        for i, piece in enumerate(self._pieces()):
+        for i, piece in enumerate(self._pieces(body)):
             if failure is not None and failure.after_chunks == i:
                 raise failure.error
             if self.chunk_delay_sec > 0:
@@ -270,7 +293,7 @@ class FakeBackend:
             record.chunks_sent += 1
         if failure is not None and failure.after_chunks is not None and failure.after_chunks >= record.chunks_sent:
             raise failure.error
-        final = {"index": 0, "delta": {}, "finish_reason": "stop"}
+        final = {"index": 0, "delta": {}, "finish_reason": self._finish(body)}
         yield {**base, "choices": [final], "usage": self._usage(body)}
 
 
