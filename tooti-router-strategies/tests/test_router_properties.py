@@ -102,7 +102,7 @@ def test_every_strategy_returns_a_permutation_of_eligible_and_never_breaks_a_rul
 KEYS = st.floats(min_value=0, max_value=100) | st.integers(0, 5).map(float)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     primary=st.integers(0, 700).flatmap(lambda n: st.lists(KEYS, min_size=n, max_size=n)),
     salt=st.randoms(use_true_random=False),
