@@ -158,14 +158,12 @@ class HttpTransport:
             raise MalformedResponse(f"{self.server} response of {declared} bytes exceeds {self.max_body_bytes}")
         chunks: list[bytes] = []
         size = 0
-        try:
-            async for chunk in response.aiter_bytes():
+        async with self.body(response) as body:
+            async for chunk in body:
                 size += len(chunk)
                 if size > self.max_body_bytes:
                     raise MalformedResponse(f"{self.server} response exceeds {self.max_body_bytes} bytes")
                 chunks.append(chunk)
-        except httpx.HTTPError as exc:
-            raise error_for_exception(exc, server=self.server, streaming=True) from exc
         return b"".join(chunks)
 
 
