@@ -69,7 +69,11 @@ class AccessControl:
             )
 
 
-def access_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Litestar guard applied to every ``/v1`` route."""
+async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Litestar guard applied to every ``/v1`` route.
+
+    Async although it awaits nothing: Litestar runs a synchronous guard in a worker thread, a thread
+    hop on every request that profiling showed as the gateway's largest single cost.
+    """
     access: AccessControl = connection.app.state.access
     access.check(connection)
