@@ -104,8 +104,7 @@ async def _provide_loop(runtime: P2PRuntime, models: list[AdvertisedModel]) -> N
     while True:
         ok = True
         for model in models:
-            with trio.move_on_after(10):
-                ok = await runtime.provide(model.name) and ok
+            ok = await runtime.provide(model.name) and ok
         await trio.sleep(PROVIDE_REFRESH_SEC if ok and runtime.connected_peers() else PROVIDE_RETRY_SEC)
 
 

@@ -9,6 +9,7 @@ patch, and a raised gossipsub spam limit (heartbeats relayed by few peers were d
 from __future__ import annotations
 
 import logging
+import weakref
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ __all__ = ["P2PRuntime", "RuntimeSettings", "settings_from_config"]
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0
+DHT_TIMEOUT = 5.0
 GOSSIP_SPAM_LIMIT = 1000.0
 
 
@@ -93,6 +95,40 @@ def _build_host(key_pair: KeyPair, mdns: bool) -> IHost:
     return host
 
 
+class _DialTracker:
+    """Remembers outbound raw connections so shutdown can close any that libp2p left open.
+
+    Measured with py-libp2p 0.8.1: when several hosts close at once, the swarm's connection close
+    sometimes never reaches the socket of an outbound connection (ResourceWarning: unclosed socket).
+    """
+
+    def __init__(self, host: IHost) -> None:
+        self.raw: weakref.WeakSet[Any] = weakref.WeakSet()
+        manager = getattr(host.get_network(), "transport_manager", None)
+        for transport in manager.get_transports() if manager is not None else ():
+            self._wrap(transport)
+
+    def _wrap(self, transport: Any) -> None:
+        dial = transport.dial
+
+        async def tracked_dial(*args: Any, **kwargs: Any) -> Any:
+            conn = await dial(*args, **kwargs)
+            self.raw.add(conn)
+            return conn
+
+        transport.dial = tracked_dial
+
+    async def close_all(self) -> None:
+        """Close every tracked raw connection (closing a closed one is a no-op); never raises."""
+        for conn in list(self.raw):
+            with trio.move_on_after(1) as scope:
+                scope.shield = True
+                try:
+                    await conn.close()
+                except Exception as exc:  # noqa: BLE001 - best effort at shutdown
+                    log.debug("raw connection close failed: %s", type(exc).__name__)
+
+
 async def _no_auto_connect() -> None:
     return None
 
@@ -136,6 +172,7 @@ class P2PRuntime:
         self.id: ID = ID.from_pubkey(key_pair.public_key)
         self.peer_id = str(self.id.to_base58())
         self.host: IHost = _build_host(key_pair, settings.mdns)
+        self._dials = _DialTracker(self.host)
         self.pubsub: Pubsub | None = None
         self.dht: KadDHT | None = None
         self._nursery: trio.Nursery | None = None
@@ -175,6 +212,7 @@ class P2PRuntime:
                     self._nursery = None
                     with trio.CancelScope(shield=True), trio.move_on_after(5):
                         await self.host.close()
+                        await self._dials.close_all()
 
     async def _serve(self, task_status: TaskStatus[None]) -> None:
         from libp2p.tools.anyio_service import background_trio_service
@@ -373,13 +411,20 @@ class P2PRuntime:
         """Announce in the DHT that this host serves ``model``."""
         if self.dht is None:
             raise RuntimeError("runtime not started")
-        return bool(await self.dht.provide(model_cid(model)))
+        provided = False
+        with trio.move_on_after(DHT_TIMEOUT) as scope:
+            scope.shield = True  # a DHT query cancelled mid-dial can leak its socket
+            provided = bool(await self.dht.provide(model_cid(model)))
+        return provided
 
     async def find_providers(self, model: str, count: int = 20) -> list[str]:
         """Peer ids with a provider record for ``model`` (deduplicated; may include dead nodes)."""
         if self.dht is None:
             raise RuntimeError("runtime not started")
-        found = await self.dht.find_providers(model_cid(model), count)
+        found = []
+        with trio.move_on_after(DHT_TIMEOUT) as scope:
+            scope.shield = True  # a DHT query cancelled mid-dial can leak its socket
+            found = await self.dht.find_providers(model_cid(model), count)
         return list(dict.fromkeys(str(info.peer_id.to_base58()) for info in found))
 
     # -- inference --------------------------------------------------------------------------------
