@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import anyio
 import msgspec
 import pytest
+
 from tooti.backends.protocol import BackendHealth, BackendSettings, LoadSnapshot, ModelInfo
 from tooti.errors import (
     BackendBadRequest,
