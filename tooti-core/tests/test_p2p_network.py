@@ -171,3 +171,50 @@ async def test_runtime_cycles_leak_no_file_descriptors_or_tasks(tmp_path):
             await cycle()
         assert fds() == before_fds
         assert tasks() == before_tasks
+
+
+@pytest.mark.anyio
+async def test_20_heartbeats_per_second_through_a_line_all_arrive():
+    """Gossipsub's default spam limit (10/s per forwarding peer and topic) would drop half of these."""
+    from tooti.p2p.heartbeat import Heartbeat, encode_heartbeat
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            a, b = _gateway([]), _gateway([])
+            await nursery.start(b.run)
+            await nursery.start(a.run)
+            c = _gateway(b.listen_addrs())
+            await nursery.start(c.run)
+            await a.connect(b.listen_addrs()[0])
+            await c.bootstrap_once()
+            assert a.peer_id not in c.connected_peers()  # line: A - B - C
+            while c.registry.get(a.peer_id) is None:  # wait for the mesh
+                await a.publish(encode_heartbeat(Heartbeat(node_id=a.peer_id)))
+                await trio.sleep(0.1)
+            before = c.registry.accepted
+            for i in range(40):
+                await a.publish(encode_heartbeat(Heartbeat(node_id=a.peer_id, uptime_s=float(i))))
+                await trio.sleep(0.05)
+            await _wait_for(lambda: c.registry.accepted >= before + 40)
+            assert c.registry.get(a.peer_id).age_s < 5
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_cancelled_requests_leave_the_connection_usable(tmp_path):
+    """Regression for py-libp2p bugs 1 and 2: cancel at random points, then a request still works."""
+    client = _gateway([])
+    backend = FakeBackend(models=("fake-model",), chunks=6, chunk_delay_sec=0.002)
+    with trio.fail_after(40):
+        async with trio.open_nursery() as nursery:
+            node = await nursery.start(run_node, _config(tmp_path, "c0"), backend)
+            await nursery.start(client.run)
+            await client.connect(node.addrs[0])
+            for i in range(30):
+                with trio.move_on_after(0.0005 * (i % 10)):
+                    await _collect(client, node.peer_id, _req())
+            for _ in range(3):
+                frames = await _collect(client, node.peer_id, _req())
+                assert isinstance(frames[-1], Done)
+            assert node.peer_id in client.connected_peers()
+            nursery.cancel_scope.cancel()

@@ -19,7 +19,7 @@ from tooti.p2p.framing import (
     decode_response,
     encode_frame,
 )
-from tooti.p2p.safestream import OPEN_TIMEOUT, close_stream, open_stream, reset_stream
+from tooti.p2p.safestream import OPEN_TIMEOUT, close_stream, open_stream, reset_stream, send_and_half_close
 from tooti.wire.infer import PROTOCOL_ID, Done, ErrorFrame
 
 if TYPE_CHECKING:
@@ -48,11 +48,7 @@ async def request_frames(
     stream = await open_stream(host, peer, PROTOCOL_ID, open_timeout)
     finished = False
     try:
-        try:
-            await stream.write(encode_frame(request, limit=MAX_REQUEST_FRAME))
-            await stream.close_write()  # type: ignore[attr-defined]  # NetStream has it, INetStream lacks it
-        except StreamError as exc:
-            raise BackendUnavailable(f"peer {peer} dropped the request: {type(exc).__name__}") from None
+        await send_and_half_close(stream, encode_frame(request, limit=MAX_REQUEST_FRAME))
         reader = FrameReader(stream, limit=MAX_RESPONSE_FRAME, eof_types=(StreamEOF,))
         while True:
             try:

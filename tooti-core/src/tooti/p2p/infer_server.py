@@ -44,6 +44,8 @@ REQUEST_READ_TIMEOUT = 30.0
 """A client must deliver its request frame within this time (slow-loris guard)."""
 RESET_POLL_INTERVAL = 0.25
 RESET_GRACE = 2.0
+WRITE_TIMEOUT = 10.0
+"""A client that does not read for this long (flow-control window full) is dropped."""
 
 
 class _ClientGone(Exception):
@@ -150,10 +152,17 @@ class InferService:
             data = encode_frame(
                 ErrorFrame(code="malformed", message="response frame exceeds the size cap"), limit=MAX_RESPONSE_FRAME
             )
-        try:
-            await stream.write(data)
-        except StreamError as exc:
-            raise _ClientGone from exc
+        written = False
+        # Shielded: a write cancelled inside the encrypted framing would corrupt the whole connection.
+        with trio.move_on_after(WRITE_TIMEOUT) as scope:
+            scope.shield = True
+            try:
+                await stream.write(data)
+                written = True
+            except StreamError as exc:
+                raise _ClientGone from exc
+        if not written:
+            raise _ClientGone  # the client stopped reading
 
 
 class _ResetWatch:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from libp2p.abc import IHost, INetStream
     from libp2p.peer.id import ID
 
-__all__ = ["OPEN_TIMEOUT", "close_stream", "open_stream", "reset_stream"]
+__all__ = ["OPEN_TIMEOUT", "close_stream", "open_stream", "reset_stream", "send_and_half_close"]
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +72,27 @@ async def close_stream(stream: INetStream) -> None:
             log.debug("stream close failed: %s", type(exc).__name__)
     if not closed:
         await reset_stream(stream)
+
+
+async def send_and_half_close(stream: INetStream, data: bytes, timeout: float = OPEN_TIMEOUT) -> None:
+    """Write ``data`` and close our write side, shielded from cancellation.
+
+    A yamux close cancelled half-way (bug 2), or a write cancelled inside the encrypted framing, can
+    leave the whole connection unusable; measured: 30 random cancellations broke later requests.
+
+    Raises:
+        BackendUnavailable: the write failed or did not finish within ``timeout``.
+    """
+    failure: Exception | None = None
+    done = False
+    with trio.move_on_after(timeout) as scope:
+        scope.shield = True
+        try:
+            await stream.write(data)
+            await stream.close_write()  # type: ignore[attr-defined]  # NetStream has it, INetStream lacks it
+            done = True
+        except Exception as exc:  # noqa: BLE001 - libp2p stream errors of several types
+            failure = exc
+    if not done:
+        reason = f"{type(failure).__name__}: {failure}" if failure is not None else "timed out"
+        raise BackendUnavailable(f"sending the request failed: {reason}")
