@@ -52,6 +52,7 @@ class NodeStarted:
     models: list[AdvertisedModel]
     runtime: P2PRuntime
     service: InferService
+    metrics_port: int | None = None
 
 
 async def _check_backend(backend: InferenceBackend, config: Config) -> list[AdvertisedModel]:
@@ -129,8 +130,22 @@ async def run_node(
         max_concurrent=config.node.max_concurrent_requests,
     )
     runtime = P2PRuntime(key_pair, settings_from_config(config), service=service)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
-        nursery.start_soon(_heartbeat_loop, runtime, backend, service, config, models)
-        nursery.start_soon(_provide_loop, runtime, models)
-        task_status.started(NodeStarted(runtime.peer_id, runtime.listen_addrs(), models, runtime, service))
+    metrics = None
+    if config.metrics.enabled:
+        from tooti.node.metrics import start_metrics_server
+
+        metrics = start_metrics_server(config.metrics.listen, service, runtime)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            nursery.start_soon(_heartbeat_loop, runtime, backend, service, config, models)
+            nursery.start_soon(_provide_loop, runtime, models)
+            port = metrics.server_port if metrics is not None else None
+            task_status.started(
+                NodeStarted(runtime.peer_id, runtime.listen_addrs(), models, runtime, service, metrics_port=port)
+            )
+    finally:
+        if metrics is not None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(metrics.shutdown)  # blocks up to its 0.5 s poll
+            metrics.server_close()
