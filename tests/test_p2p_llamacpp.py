@@ -121,7 +121,7 @@ async def test_streamed_chat_over_libp2p_delivers_every_chunk_in_order_and_cance
                     seen += isinstance(frame, ChunkFrame)
                     if seen == 3:
                         break
-            while llama_backend.closed_early < 1:
+            while llama_backend.closed_early < 1 or node.service.cancelled < 1:
                 await trio.sleep(0.05)
             assert node.service.cancelled == 1
             assert node.service.perf.ttft_ms is not None
