@@ -82,6 +82,7 @@ def start(file: ConfigFile = None) -> None:
     from tooti.node.launch import build_backend, serve_until_signal
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per backend poll otherwise
     config, path = _config(file)
     try:
         backend = build_backend(config, source=str(path))

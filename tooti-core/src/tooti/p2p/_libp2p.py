@@ -36,6 +36,14 @@ def prepare_libp2p() -> None:
         logger.handlers.clear()
         logger.setLevel(logging.WARNING)
         logger.propagate = True
-        # Routine peer churn (a dial cancelled, a peer gone) is logged as warnings there.
-        logging.getLogger("libp2p.kad_dht.kad_dht").setLevel(logging.ERROR)
+        # Routine peer churn (a peer gone, a stream refused during shutdown) is logged at WARNING or
+        # ERROR by these modules with multi-line dumps; tooti reports the same failures itself
+        # (BackendUnavailable and friends), so only their critical messages pass.
+        for name in (
+            "libp2p.kad_dht.kad_dht",
+            "libp2p.host.basic_host",
+            "libp2p.protocol_muxer.multiselect_client",
+            "libp2p.stream_muxer.yamux.yamux",
+        ):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     _done = True
