@@ -88,3 +88,18 @@ def test_model_memory():
     assert not memory.known("other")
     clock.now += 61
     assert not memory.known("m")
+
+
+def test_served_names_recomputed_only_when_models_change():
+    from tooti.gateway.candidates import ServedNames
+
+    served = ServedNames()
+    first = node("a", "m")
+    names = served(first)
+    assert names == {"m", "m:latest"}
+    again = NodeView(peer_id="a", models=first.models, age_s=3.0)  # a new snapshot, same heartbeat
+    assert served(again) is names
+    changed = node("a", "n")
+    assert served(changed) == {"n", "n:latest"}
+    served.forget_except(set())
+    assert len(served) == 0

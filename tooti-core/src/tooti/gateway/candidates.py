@@ -10,15 +10,16 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from tooti.network import NodeView
 from tooti.routing.protocol import Candidate
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from tooti.gateway.observations import Observations
-    from tooti.network import NodeView
+    from tooti.network import AdvertisedModel
 
-__all__ = ["ModelMemory", "build_candidates"]
+__all__ = ["ModelMemory", "ServedNames", "build_candidates"]
 
 
 def _price(node: NodeView, model: str) -> tuple[float | None, float | None]:
@@ -28,13 +29,46 @@ def _price(node: NodeView, model: str) -> tuple[float | None, float | None]:
     return None, None
 
 
+class ServedNames:
+    """Each node's served names (models and aliases), recomputed only when its model list changes.
+
+    The registry hands out the same ``models`` tuple until a node's next heartbeat, so an identity
+    check replaces rebuilding a set per node per request (2 ms per decision at 1,000 nodes).
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[tuple[AdvertisedModel, ...], frozenset[str]]] = {}
+
+    def __call__(self, node: NodeView) -> frozenset[str]:
+        """The names ``node`` answers to (cached while its model list is the same object)."""
+        hit = self._cache.get(node.peer_id)
+        if hit is not None and hit[0] is node.models:
+            return hit[1]
+        names = node.serves()
+        self._cache[node.peer_id] = (node.models, names)
+        return names
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def forget_except(self, live: set[str]) -> None:
+        """Drop peers that left the registry."""
+        for peer in [p for p in self._cache if p not in live]:
+            del self._cache[peer]
+
+
 def build_candidates(
-    nodes: Sequence[NodeView], model: str, obs: Observations, *, ignore_cooldown: bool = False
+    nodes: Sequence[NodeView],
+    model: str,
+    obs: Observations,
+    *,
+    ignore_cooldown: bool = False,
+    served_names: Callable[[NodeView], frozenset[str]] = NodeView.serves,
 ) -> list[Candidate]:
     """Candidates for ``model``: every live node that serves it (name or alias)."""
     out: list[Candidate] = []
     for node in nodes:
-        served = node.serves()
+        served = served_names(node)
         if model not in served:
             continue
         seen = obs.peek(node.peer_id)
@@ -71,13 +105,20 @@ class ModelMemory:
         self.ttl_s = ttl_s
         self._clock = clock
         self._seen: dict[str, float] = {}
+        self._last_note = float("-inf")
 
-    def note(self, nodes: Sequence[NodeView]) -> None:
+    def note(
+        self, nodes: Sequence[NodeView], served_names: Callable[[NodeView], frozenset[str]] = NodeView.serves
+    ) -> None:
         """Remember every model the live nodes serve now."""
-        now = self._clock()
+        now = self._last_note = self._clock()
         for node in nodes:
-            for name in node.serves():
+            for name in served_names(node):
                 self._seen[name] = now
+
+    def due(self, every_s: float = 1.0) -> bool:
+        """Whether :meth:`note` has not run for ``every_s`` (it is O(all models), so not per request)."""
+        return self._clock() - self._last_note >= every_s
 
     def known(self, model: str) -> bool:
         """Whether some node served ``model`` within the last ``ttl_s`` seconds."""
