@@ -74,7 +74,20 @@ async def test_p2p_network_discovers_streams_and_cancels(node):
         await _until(lambda: backend.closed_early == 1)
         await _until(lambda: started.service.cancelled == 1)
 
-        # The connection survives the reset: a later request works.
+        # Cancelling the consuming asyncio task (a client disconnect) has the same effect.
+        async def consume():
+            async for _ in net.infer(started.peer_id, _req()):
+                pass
+
+        task = asyncio.create_task(consume())
+        await _until(lambda: backend.in_flight == 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await _until(lambda: backend.closed_early == 2)
+        await _until(lambda: started.service.cancelled == 2)
+
+        # The connection survives the resets: a later request works.
         backend.chunk_delay_sec = 0.0
         frames = [f async for f in net.infer(started.peer_id, _req())]
         assert isinstance(frames[-1], Done)

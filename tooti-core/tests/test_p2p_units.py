@@ -222,3 +222,12 @@ def test_advertised_models_filter_price_and_skip_unserved(caplog):
     assert models[0].backend == "ollama"
     assert "missing" in caplog.text
     assert [m.name for m in advertised_models(served, ModelsSection(), "x")] == ["llama3.2:latest", "other"]
+
+
+def test_unspecified_listen_address_becomes_interface_addresses():
+    from tooti.p2p.addrs import dialable_addrs
+
+    out = dialable_addrs([f"/ip4/0.0.0.0/tcp/4001/p2p/{PEER}", f"/ip4/10.1.2.3/tcp/4001/p2p/{PEER}", "/ip6/::/tcp/1"])
+    assert f"/ip4/127.0.0.1/tcp/4001/p2p/{PEER}" in out
+    assert f"/ip4/10.1.2.3/tcp/4001/p2p/{PEER}" in out
+    assert not any("0.0.0.0" in a or "/ip6/::/" in a for a in out)
