@@ -291,6 +291,7 @@ async def test_metrics_count_routes_statuses_and_ttft(client):
     assert 'tooti_gateway_requests_total{route="/v1/chat/completions",status="404"} 1.0' in text
     assert 'tooti_gateway_ttft_seconds_count{model="fake-model"} 1.0' in text
     assert "tooti_gateway_request_seconds_bucket" in text
+    assert "tooti_gateway_overhead_seconds_count" in text
     assert "tooti_gateway_failovers_total" in text or "tooti_gateway_failovers" in text
 
 

@@ -45,6 +45,8 @@ def start(
         gateway_app = create_app(config, network, PluginHost(), lifespan=[lifespan])
     except (TootiError, ValueError) as exc:
         fail(str(exc))
+    if config.gateway.auth_mode == "off" and host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/yellow] {host}:{port} is reachable beyond this machine with auth_mode off")
     console.print(f"tooti gateway on [bold]http://{host}:{port}/v1[/bold] (Ctrl-C to stop)")
     uvicorn.Server(uvicorn_config(gateway_app, host, port, log_level=log_level.lower())).run()
 

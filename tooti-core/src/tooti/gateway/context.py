@@ -100,6 +100,7 @@ def context_middleware_factory(metrics: GatewayMetrics) -> Any:
                 if message["type"] == "http.response.start":
                     ctx.status = int(message["status"])
                     _add_headers(message, ctx)
+                    metrics.overhead.labels(route=route).observe(ctx.overhead_ms() / 1000.0)
                 await send(message)
 
             try:

@@ -27,6 +27,13 @@ class GatewayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.overhead = Histogram(
+            "tooti_gateway_overhead_seconds",
+            "Time the gateway itself added before the response started (waiting on nodes excluded)",
+            ["route"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+            registry=r,
+        )
         self.ttft = Histogram(
             "tooti_gateway_ttft_seconds",
             "Time to the first frame from a node",
