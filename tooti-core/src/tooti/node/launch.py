@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from tooti.config.model import Config
     from tooti.plugins.host import PluginHost
 
-__all__ = ["build_backend", "serve_until_signal"]
+__all__ = ["build_backend", "run_config", "serve_until_signal"]
 
 log = logging.getLogger(__name__)
 
@@ -56,3 +56,11 @@ async def serve_until_signal(
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(BACKEND_CLOSE_TIMEOUT):
                 await backend.aclose()
+
+
+async def run_config(config: Config, on_started: Callable[[NodeStarted], None] | None = None) -> None:
+    """A whole node from a config alone: build the backend plugin and serve until SIGINT/SIGTERM.
+
+    ``trio.run(run_config, config)`` is what ``tooti node start`` does after loading the file.
+    """
+    await serve_until_signal(config, build_backend(config), on_started)

@@ -39,8 +39,7 @@ async def request_frames(
     """Send ``request`` to ``peer`` and yield response frames up to and including Done or ErrorFrame.
 
     Raises:
-        BackendUnavailable: the stream could not be opened or broke mid-answer.
-        BackendTimeout: opening the stream timed out.
+        BackendUnavailable: the stream could not be opened (in time) or broke mid-answer.
         MalformedResponse: a frame was invalid or the stream ended without Done.
     """
     from libp2p.network.stream.exceptions import StreamEOF, StreamError

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tooti.errors import BackendTimeout, BackendUnavailable
+from tooti.errors import BackendUnavailable
 from tooti.p2p._libp2p import prepare_libp2p
 from tooti.p2p.addrs import dialable_addrs
 from tooti.p2p.bootstrap import TxtResolver, dns_txt_resolver, expand_bootstrap, peer_id_of_addr
@@ -296,7 +296,7 @@ class P2PRuntime:
         if failure is not None:
             raise BackendUnavailable(f"cannot connect to {info.peer_id}: {type(failure).__name__}: {failure}")
         if not done:
-            raise BackendTimeout(f"connecting to {info.peer_id} timed out")
+            raise BackendUnavailable(f"connecting to {info.peer_id} timed out")
         if self.dht is not None:
             with trio.move_on_after(timeout):
                 await self.dht.add_peer(info.peer_id)
@@ -377,7 +377,7 @@ class P2PRuntime:
             try:
                 await self.connect(addr)
                 ok += 1
-            except (BackendUnavailable, BackendTimeout) as exc:
+            except BackendUnavailable as exc:
                 log.info("bootstrap peer %s unreachable: %s", addr, exc.message)
         return ok
 
@@ -392,7 +392,7 @@ class P2PRuntime:
                 continue
             try:
                 await self._connect_info(PeerInfo(peer, store.addrs(peer)), CONNECT_TIMEOUT)
-            except (BackendUnavailable, BackendTimeout) as exc:
+            except BackendUnavailable as exc:
                 log.debug("LAN peer %s unreachable: %s", peer, exc.message)
             except Exception as exc:  # noqa: BLE001 - peerstore races (address expired meanwhile)
                 log.debug("LAN peer %s skipped: %s", peer, type(exc).__name__)

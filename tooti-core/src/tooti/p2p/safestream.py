@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from tooti.errors import BackendTimeout, BackendUnavailable
+from tooti.errors import BackendUnavailable
 
 if TYPE_CHECKING:
     from libp2p.abc import IHost, INetStream
@@ -30,8 +30,8 @@ async def open_stream(host: IHost, peer: ID, protocol: str, timeout: float = OPE
     """Open a stream to ``peer`` for ``protocol``, shielded from outside cancellation.
 
     Raises:
-        BackendTimeout: negotiation took longer than ``timeout``.
-        BackendUnavailable: the peer cannot be reached or does not speak ``protocol``.
+        BackendUnavailable: the peer cannot be reached, does not speak ``protocol``, or did not
+            finish negotiating within ``timeout`` (a node that cannot open a stream is unavailable).
     """
     from libp2p.custom_types import TProtocol
 
@@ -46,7 +46,7 @@ async def open_stream(host: IHost, peer: ID, protocol: str, timeout: float = OPE
     if failure is not None:
         raise BackendUnavailable(f"cannot open {protocol} to {peer}: {type(failure).__name__}: {failure}")
     if stream is None:
-        raise BackendTimeout(f"opening {protocol} to {peer} timed out after {timeout:g}s")
+        raise BackendUnavailable(f"opening {protocol} to {peer} timed out after {timeout:g}s")
     return stream
 
 
