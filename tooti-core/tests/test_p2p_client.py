@@ -95,3 +95,18 @@ async def test_p2p_network_discovers_streams_and_cancels(node):
         with pytest.raises(BackendUnavailable):
             [f async for f in net.infer("12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK", _req())]
         assert await net.find_providers("fake-model") == [started.peer_id]
+
+
+@pytest.mark.anyio
+async def test_port_in_use_is_a_clear_error():
+    import socket
+
+    from tooti.p2p.runtime import ListenError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        net = P2PNetwork(RuntimeSettings(tcp_port=busy.getsockname()[1]))
+        with pytest.raises(ListenError, match="cannot listen"):
+            await net.start()
+        await net.stop()

@@ -75,6 +75,9 @@ class TrioThread(Generic[R]):
         if not ready.wait(timeout):
             raise TimeoutError(f"{self.name}: trio runtime did not start within {timeout:g}s")
         if self._error is not None or not box:
+            cause = _leaf(self._error)
+            if isinstance(cause, Exception) and not isinstance(cause, BaseExceptionGroup):
+                raise cause
             raise RuntimeError(f"{self.name}: trio runtime failed to start: {self._error!r}") from self._error
         return box[0]
 
@@ -158,6 +161,13 @@ class TrioThread(Generic[R]):
                     return
         finally:
             self._soft_cancel(scope)
+
+
+def _leaf(exc: BaseException | None) -> BaseException | None:
+    """The single exception inside nested one-member exception groups (trio nurseries wrap errors)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _post(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> None:

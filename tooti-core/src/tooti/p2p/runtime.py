@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tooti.errors import BackendUnavailable
+from tooti.errors import BackendUnavailable, TootiError
 from tooti.p2p._libp2p import prepare_libp2p
 from tooti.p2p.addrs import dialable_addrs
 from tooti.p2p.bootstrap import TxtResolver, dns_txt_resolver, expand_bootstrap, peer_id_of_addr
@@ -40,13 +40,17 @@ if TYPE_CHECKING:
     from tooti.p2p.infer_server import InferService
     from tooti.wire.infer import InferRequest, ResponseFrame
 
-__all__ = ["P2PRuntime", "RuntimeSettings", "settings_from_config"]
+__all__ = ["ListenError", "P2PRuntime", "RuntimeSettings", "settings_from_config"]
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0
 DHT_TIMEOUT = 5.0
 GOSSIP_SPAM_LIMIT = 1000.0
+
+
+class ListenError(TootiError):
+    """The host could not listen on the configured address (port in use, no such interface)."""
 
 
 @dataclass
@@ -217,6 +221,10 @@ class P2PRuntime:
     async def _serve(self, task_status: TaskStatus[None]) -> None:
         from libp2p.tools.anyio_service import background_trio_service
 
+        if not self.host.get_transport_addrs():
+            # py-libp2p logs a failed listen and carries on without a listener; we refuse to.
+            where = f"{self.settings.listen_host}:{self.settings.tcp_port}"
+            raise ListenError(f"cannot listen on {where} (address in use or not local)")
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             pubsub, gossipsub, dht = self._build_services()
