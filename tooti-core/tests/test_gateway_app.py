@@ -300,17 +300,3 @@ async def test_openapi_schema_documents_bodies(client):
     chat = schema["paths"]["/v1/chat/completions"]["post"]
     body = chat["requestBody"]["content"]["application/json"]["schema"]
     assert {"model", "messages"} <= set(body["required"])
-
-
-async def test_default_strategy_is_balanced_when_installed(network):
-    from tooti.plugins.host import PluginHost
-
-    app = create_app(Config(), network, PluginHost(environ={}))
-    async with AsyncTestClient(app) as c:
-        r = await c.post("/v1/chat/completions", json=CHAT, headers={"x-tooti-debug": "1"})
-        assert r.status_code == 200
-        assert "strategy=balanced" in r.headers["x-tooti-route"]
-        r = await c.post(
-            "/v1/chat/completions", json={**CHAT, "tooti": {"strategy": "latency"}}, headers={"x-tooti-debug": "1"}
-        )
-        assert "strategy=latency" in r.headers["x-tooti-route"]

@@ -47,21 +47,6 @@ def test_node_id_is_stable_and_uses_the_configured_key(tmp_path, monkeypatch):
     assert by_key.output == own.output
 
 
-def test_node_start_refuses_an_unhealthy_backend(tmp_path, monkeypatch):
-    monkeypatch.setenv("TOOTI_HOME", str(tmp_path / "home"))
-    result = CliRunner().invoke(app, ["node", "start", "-f", str(_config(tmp_path))])
-    assert result.exit_code == 1
-    assert "unhealthy" in result.output
-
-
-def test_node_status_reports_an_unhealthy_backend(tmp_path, monkeypatch):
-    monkeypatch.setenv("TOOTI_HOME", str(tmp_path / "home"))
-    result = CliRunner().invoke(app, ["node", "status", "-f", str(_config(tmp_path))])
-    assert result.exit_code == 0, result.output
-    assert "unhealthy" in result.output
-    assert "no identity yet" in result.output
-
-
 def test_help_does_not_import_libp2p():
     code = "import sys; from tooti.cli.app import app; print('libp2p' in sys.modules, 'trio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
