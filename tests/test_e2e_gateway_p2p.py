@@ -6,6 +6,7 @@ Everything is real and on 127.0.0.1: the gateway's p2p runtime runs in its app l
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -92,3 +93,11 @@ def test_network_view_lists_the_node(network):
     assert len(data) == 1
     assert "smollm2" in data[0]["models"]
     assert data[0]["age_s"] < 5
+
+
+def test_metrics_count_received_heartbeats(network):
+    text = httpx.get(f"{network}/metrics", timeout=5).text
+    found = re.search(r'^tooti_gateway_heartbeats_total\{result="accepted"\} (\S+)$', text, re.M)
+    assert found is not None
+    assert float(found.group(1)) >= 1
+    assert 'tooti_gateway_heartbeats_total{result="dropped"} 0.0' in text

@@ -76,6 +76,9 @@ def create_app(
         ConfigError: the configured routing strategy is not available.
     """
     gw_metrics = GatewayMetrics(metrics_registry)
+    heartbeat_counts = getattr(network, "heartbeat_counts", None)  # optional: only a p2p network has them
+    if callable(heartbeat_counts):
+        gw_metrics.watch_heartbeats(heartbeat_counts)
     gateway = Gateway(config, network, plugin_host or PluginHost(), gw_metrics)
     return Litestar(
         route_handlers=[

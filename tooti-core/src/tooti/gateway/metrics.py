@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from prometheus_client.metrics_core import Metric
 
 __all__ = ["CONTENT_TYPE", "GatewayMetrics"]
 
@@ -52,6 +61,10 @@ class GatewayMetrics:
         self.in_flight = Gauge("tooti_gateway_in_flight", "Requests being served now", registry=r)
         self.rate_limited = Counter("tooti_gateway_rate_limited", "Requests refused by the rate limit", registry=r)
 
+    def watch_heartbeats(self, counts: Callable[[], tuple[int, int]]) -> None:
+        """Expose the p2p layer's heartbeat counts (accepted, dropped), read at scrape time."""
+        self.registry.register(_HeartbeatCollector(counts))
+
     def observe_request(self, route: str, status: int, seconds: float) -> None:
         """Count one finished HTTP request."""
         self.requests.labels(route=route, status=str(status)).inc()
@@ -60,3 +73,17 @@ class GatewayMetrics:
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class _HeartbeatCollector(Collector):
+    """``tooti_gateway_heartbeats_total{result}``: counts kept by the registry, not on the request path."""
+
+    def __init__(self, counts: Callable[[], tuple[int, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        accepted, dropped = self._counts()
+        family = CounterMetricFamily("tooti_gateway_heartbeats", "Heartbeats received, by result", labels=["result"])
+        family.add_metric(["accepted"], accepted)
+        family.add_metric(["dropped"], dropped)
+        yield family

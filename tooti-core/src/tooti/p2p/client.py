@@ -134,6 +134,13 @@ class P2PNetwork:
         """Live nodes from the heartbeat registry; no I/O."""
         return self._require()[1].registry.snapshot()
 
+    def heartbeat_counts(self) -> tuple[int, int]:
+        """Heartbeats accepted and rejected so far; ``(0, 0)`` before start (read by the gateway's /metrics)."""
+        if self._runtime is None:
+            return (0, 0)
+        registry = self._runtime.registry
+        return registry.accepted, registry.dropped
+
     @property
     def dropped_heartbeats(self) -> int:
         """Heartbeats rejected so far (spoofed, malformed, oversized)."""
