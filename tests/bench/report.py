@@ -187,6 +187,13 @@ def render(results: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     lines += [f"| {sec} | {label} | {_fmt(_get(results, path))} | {target} |" for sec, label, path, target in ROWS]
+    failed = [
+        f"- **{name}** did not complete: {value['error']}"
+        for name, value in results.items()
+        if isinstance(value, dict) and "error" in value
+    ]
+    if failed:
+        lines += ["", "Sections that failed in this run (their figures show as -):", "", *failed]
     lines += [
         "",
         "## Scale: real nodes on loopback, two gateways",

@@ -44,7 +44,10 @@ def main() -> None:
             t0 = time.monotonic()
             print(f"== {section}", flush=True)  # noqa: T201 - progress of a long command-line run
             runner = getattr(scenarios, section)
-            results[section] = asyncio.run(runner(Path(tmp) / section, quick=args.quick))
+            try:
+                results[section] = asyncio.run(runner(Path(tmp) / section, quick=args.quick))
+            except Exception as exc:  # noqa: BLE001 - one broken section must not lose the others' figures
+                results[section] = {"error": f"{type(exc).__name__}: {exc}"}
             results[section]["wall_s"] = round(time.monotonic() - t0, 1)
             print(json.dumps(results[section], indent=1)[:2000], flush=True)  # noqa: T201
     args.out.mkdir(parents=True, exist_ok=True)
