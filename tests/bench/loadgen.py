@@ -74,8 +74,9 @@ async def _stream(client: httpx.AsyncClient, url: str, body: dict[str, Any], t0:
     async with client.stream("POST", url, json=body) as response:
         node = response.headers.get("x-tooti-node", "")
         if response.status_code != 200:
-            await response.aread()
-            return Sample(False, (time.perf_counter() - t0) * 1e3, error=f"http {response.status_code}", node=node)
+            detail = (await response.aread())[:200].decode(errors="replace")
+            error = f"http {response.status_code}: {detail}"
+            return Sample(False, (time.perf_counter() - t0) * 1e3, error=error, node=node)
         async for line in response.aiter_lines():
             if not line.startswith("data: "):
                 continue

@@ -202,6 +202,7 @@ async def failover(workdir: Path, *, quick: bool) -> dict[str, Any]:
         "requests_after_kill": len(after_kill),
         "served_by_victim_after_kill": sum(s.node == victim.peer_id for s in after_kill),
         "failed_before_first_token": len(failed_before_first),
+        "failed_before_first_token_errors": sorted({s.error for s in failed_before_first}),
         "streams_cut_midway": len(cut),
         "cut_with_error_event": sum(s.error_event for s in cut),
         "cut_silently": sum(not s.error_event for s in cut),

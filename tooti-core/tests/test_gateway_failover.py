@@ -15,11 +15,13 @@ from tooti.gateway import create_app
 from tooti.network import AdvertisedModel, NodeView
 from tooti.node.local import LocalNetwork
 from tooti.testing import FakeBackend, make_plugin_host
+from tooti.wire.infer import ChunkFrame
 
 pytestmark = pytest.mark.anyio
 
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hello"}]}
 STREAM = {**CHAT, "stream": True}
+ROLE = {"role": "assistant", "content": ""}
 
 
 @pytest.fixture
@@ -44,6 +46,9 @@ class GhostNetwork(LocalNetwork):
             raise BackendUnavailable(f"peer {peer_id} is not reachable")
         if kind == "hang":
             await anyio.sleep(3600)
+        if kind == "role-then-die":  # the node sends the role-only delta, then its connection drops
+            yield ChunkFrame(data={"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": ROLE}]})
+            raise BackendUnavailable("stream reset")
         async for frame in super().infer(peer_id, request):
             yield frame
 
@@ -256,3 +261,16 @@ def test_config_strategy_that_does_not_exist_fails_at_startup(network):
     bad = msgspec.structs.replace(make_config(), routing=RoutingSection(strategy="nope"))
     with pytest.raises(ConfigError, match=r"routing\.strategy"):
         create_app(bad, network, make_plugin_host())
+
+
+async def test_node_dying_after_only_the_role_chunk_still_fails_over(client, network):
+    network.ghosts["peer0"] = "role-then-die"  # listed first, so tried first
+    r = await client.post("/v1/chat/completions", json=STREAM, headers={"x-tooti-debug": "1"})
+    assert r.status_code == 200
+    assert r.headers["x-tooti-node"] != "peer0"
+    sent = events(r.text)
+    assert sent[-1] == "[DONE]"
+    assert not any('"error"' in e for e in sent)
+    roles = [e for e in sent[:-1] if json.loads(e)["choices"] and "role" in json.loads(e)["choices"][0]["delta"]]
+    assert len(roles) == 1, "the failed node's role chunk must not reach the client"
+    assert failovers((await client.get("/metrics")).text) == 1

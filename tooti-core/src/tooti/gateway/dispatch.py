@@ -26,7 +26,7 @@ from tooti.errors import (
 from tooti.gateway.body import upstream_body, upstream_streams
 from tooti.gateway.errors import ApiError
 from tooti.wire.errors import error_from_frame
-from tooti.wire.infer import Done, ErrorFrame, InferRequest, ResponseFrame
+from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, InferRequest, ResponseFrame
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -47,7 +47,17 @@ _BACKOFF_S = 0.05
 class Opened:
     """A request a node has started answering."""
 
-    __slots__ = ("_observations", "_released", "deadline", "first", "first_at", "frames", "peer_id", "request")
+    __slots__ = (
+        "_observations",
+        "_released",
+        "deadline",
+        "first",
+        "first_at",
+        "frames",
+        "peer_id",
+        "preamble",
+        "request",
+    )
 
     def __init__(
         self,
@@ -57,10 +67,13 @@ class Opened:
         frames: AsyncIterator[ResponseFrame],
         first: ResponseFrame,
         deadline: float,
+        preamble: tuple[ResponseFrame, ...] = (),
     ) -> None:
         self.peer_id = peer_id
         self.request = request
         self.frames = frames
+        self.preamble = preamble
+        """Content-free chunks (e.g. the role-only delta) that arrived before ``first``, held back."""
         self.first = first
         self.first_at = time.perf_counter()
         self.deadline = deadline
@@ -94,11 +107,35 @@ async def aclose_quietly(frames: AsyncIterator[ResponseFrame]) -> None:
             await aclose()
 
 
-async def _first_frame(frames: AsyncIterator[ResponseFrame], wait_s: float, ctx: RequestContext) -> ResponseFrame:
+def _is_preamble(frame: ResponseFrame) -> bool:
+    """A chunk that carries no token yet: only a role, empty content, no finish reason, no usage.
+
+    Committing the HTTP response on such a chunk would forfeit failover for a node that dies before
+    its first real token, so the gateway holds these back until something substantive arrives.
+    """
+    if not isinstance(frame, ChunkFrame) or frame.data.get("usage"):
+        return False
+    for choice in frame.data.get("choices") or ():
+        if not isinstance(choice, dict) or choice.get("finish_reason"):
+            return False
+        delta = choice.get("delta")
+        if not isinstance(delta, dict) or any(v for k, v in delta.items() if k != "role"):
+            return False
+    return True
+
+
+async def _first_frames(
+    frames: AsyncIterator[ResponseFrame], wait_s: float, ctx: RequestContext
+) -> tuple[tuple[ResponseFrame, ...], ResponseFrame]:
+    """Read until the first substantive frame; return the held-back preamble and that frame."""
     t0 = time.perf_counter()
+    preamble: list[ResponseFrame] = []
     try:
         with anyio.fail_after(max(wait_s, 0.0)):
             frame = await anext(frames)
+            while _is_preamble(frame):
+                preamble.append(frame)
+                frame = await anext(frames)
     except StopAsyncIteration:
         raise MalformedResponse("the node closed the stream without answering") from None
     except TimeoutError:
@@ -116,7 +153,7 @@ async def _first_frame(frames: AsyncIterator[ResponseFrame], wait_s: float, ctx:
         raise error_from_frame(frame)
     if isinstance(frame, Done):
         raise MalformedResponse("the node ended the answer before sending anything")
-    return frame
+    return tuple(preamble), frame
 
 
 async def _attempt(gw: Gateway, peer_id: str, request: InferRequest, deadline: float, ctx: RequestContext) -> Opened:
@@ -130,7 +167,7 @@ async def _attempt(gw: Gateway, peer_id: str, request: InferRequest, deadline: f
     frames: AsyncIterator[ResponseFrame] | None = None
     try:
         frames = gw.network.infer(peer_id, request)
-        first = await _first_frame(frames, wait, ctx)
+        preamble, first = await _first_frames(frames, wait, ctx)
     except BaseException:
         obs.finished(peer_id)
         if frames is not None:
@@ -139,7 +176,7 @@ async def _attempt(gw: Gateway, peer_id: str, request: InferRequest, deadline: f
     ttft = time.perf_counter() - started
     obs.first_token(peer_id, ttft * 1000.0)
     gw.metrics.ttft.labels(model=request.model).observe(ttft)
-    return Opened(obs, peer_id, request, frames, first, deadline)
+    return Opened(obs, peer_id, request, frames, first, deadline, preamble)
 
 
 def _record_failure(gw: Gateway, peer_id: str, exc: BackendError, model: str) -> None:

@@ -142,6 +142,9 @@ async def sse_events(gw: Gateway, opened: Opened, parsed: ParsedBody, ctx: Reque
     frame = opened.first
     failure: BackendError | None = None
     try:
+        for held in opened.preamble:
+            for event in _events_for(held, state):
+                yield event
         while not isinstance(frame, Done):
             for event in _events_for(frame, state):
                 yield event
