@@ -155,6 +155,21 @@ ROWS: list[tuple[str, str, str, str]] = [
 ]
 
 
+def _missed(value: Any, target: str) -> bool | None:
+    """Whether ``value`` misses a numeric target like ``≤ 3``, ``≥ 0.98``, ``0``; None when not comparable."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    text = target.split("(", maxsplit=1)[0].strip()
+    try:
+        if text.startswith("≤"):
+            return value > float(text[1:].split()[0])
+        if text.startswith("≥"):
+            return value < float(text[1:].split()[0])
+        return value != float(text)
+    except ValueError:
+        return None
+
+
 def _scale_rows(results: dict[str, Any]) -> list[str]:
     rows = []
     for run in _get(results, "scale.real") or []:
@@ -187,6 +202,12 @@ def render(results: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     lines += [f"| {sec} | {label} | {_fmt(_get(results, path))} | {target} |" for sec, label, path, target in ROWS]
+    missed = [
+        f"- {sec}: {label}: {_fmt(_get(results, path))} (target {target})"
+        for sec, label, path, target in ROWS
+        if _missed(_get(results, path), target)
+    ]
+    lines += ["", "Targets missed in this run:" if missed else "Every numeric target was met in this run.", "", *missed]
     failed = [
         f"- **{name}** did not complete: {value['error']}"
         for name, value in results.items()

@@ -25,16 +25,19 @@ def _routable_after(gateway: Gateway, peer_id: str, timeout_s: float = 60.0) -> 
     """Seconds until a request pinned to ``peer_id`` (``x-tooti-only``) succeeds."""
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
     t0 = time.monotonic()
+    last = "no answer"
     with httpx.Client(timeout=30) as client:
         while time.monotonic() - t0 < timeout_s:
             try:
                 r = client.post(f"{gateway.base_url}/v1/chat/completions", json=body, headers={"x-tooti-only": peer_id})
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
                 continue  # a slow first attempt is part of what this measures
             if r.status_code == 200 and r.headers.get("x-tooti-node") == peer_id:
                 return time.monotonic() - t0
+            last = f"{r.status_code} {r.text[:160]}"
             time.sleep(0.05)
-    raise TimeoutError(f"{peer_id} not routable within {timeout_s} s")
+    raise TimeoutError(f"new node not routable within {timeout_s} s; last answer: {last}")
 
 
 def _real_network(workdir: Path, n: int) -> dict[str, Any]:
