@@ -236,8 +236,9 @@ def snippets(base_url: str) -> tuple[str, str]:
     python = (
         "from openai import OpenAI\n\n"
         f'client = OpenAI(base_url="{base_url}/v1", api_key="unused")\n'
-        f'reply = client.chat.completions.create(model="{MODEL_ALIAS}", '
-        'messages=[{"role": "user", "content": "Say hello in French."}])\n'
+        "reply = client.chat.completions.create(\n"
+        f'    model="{MODEL_ALIAS}", messages=[{{"role": "user", "content": "Say hello in French."}}]\n'
+        ")\n"
         "print(reply.choices[0].message.content)"
     )
     return curl, python
