@@ -171,17 +171,26 @@ def _missed(value: Any, target: str) -> bool | None:
 
 
 def _scale_rows(results: dict[str, Any]) -> list[str]:
+    keys = (
+        "heartbeat_s",
+        "cluster_cpu_pct",
+        "node_cpu_pct",
+        "converged_both_gateways_s",
+        "gateway_heartbeats_per_s",
+        "new_node_listed_s",
+        "new_node_routable_s",
+        "listed_to_routable_s",
+    )
     rows = []
     for run in _get(results, "scale.real") or []:
-        if "error" in run:
-            rows.append(f"| {run['nodes']} | {run['error']} | | | | |")
-            continue
-        rows.append(
-            f"| {run['nodes']} | {_fmt(run['converged_both_gateways_s'])} | {_fmt(run['gateway_heartbeats_per_s'])} "
-            f"| {_fmt(run['new_node_listed_s'])} | {_fmt(run['new_node_routable_s'])} "
-            f"| {_fmt(run['listed_to_routable_s'])} |"
-        )
-    return rows
+        cells = [_fmt(run.get(key)) for key in keys]
+        rows.append(f"| {run['nodes']} | {' | '.join(cells)} |")
+    errors = [
+        f"- {run['nodes']} nodes at {_fmt(run['heartbeat_s'])} s did not complete: {run['error']}"
+        for run in _get(results, "scale.real") or []
+        if "error" in run
+    ]
+    return rows + (["", *errors] if errors else [])
 
 
 def render(results: dict[str, Any]) -> str:
@@ -219,11 +228,14 @@ def render(results: dict[str, Any]) -> str:
         "",
         "## Scale: real nodes on loopback, two gateways",
         "",
-        "Heartbeat interval 1 s. Times in seconds from spawning the node processes.",
+        "Times in seconds from spawning the node processes; CPU in percent of one core, measured over "
+        "a window after convergence (all processes of the run: nodes, both gateways, the upstream). "
+        "10 nodes run at a 1 s heartbeat interval and then each size at the default 5 s; the first size "
+        "that fails ends the series.",
         "",
-        "| nodes | converged (both gateways) | heartbeats/s at a gateway | new node listed | new node routable "
-        "| listed → routable |",
-        "|---|---|---|---|---|---|",
+        "| nodes | heartbeat (s) | CPU, whole run (%) | CPU per node (%) | converged (both gateways) "
+        "| heartbeats/s at a gateway | new node listed | new node routable | listed → routable |",
+        "|---|---|---|---|---|---|---|---|---|",
         *_scale_rows(results),
         "",
         "## How each figure is measured",

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import httpx
 from cluster import Cluster, Gateway, wait_nodes
 
-if TYPE_CHECKING:
-    from pathlib import Path
+from tooti.config.model import HeartbeatSection
 
 MODEL = "fast-1"
+DEFAULT_HEARTBEAT_S = HeartbeatSection().interval_sec
 
 
 def _heartbeats_received(gateway: Gateway) -> float | None:
@@ -40,38 +42,56 @@ def _routable_after(gateway: Gateway, peer_id: str, timeout_s: float = 60.0) -> 
     raise TimeoutError(f"new node not routable within {timeout_s} s; last answer: {last}")
 
 
-def _real_network(workdir: Path, n: int) -> dict[str, Any]:
-    cluster = Cluster(workdir / f"n{n}", heartbeat_s=1.0)
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cluster_cpu(cluster: Cluster, window_s: float) -> dict[str, float]:
+    """Percent of one core used over ``window_s`` by all the cluster's processes, and by a node on average."""
+    procs = [p for p in cluster.procs if p.popen.poll() is None]
+    before, t0 = {p.name: _cpu_seconds(p.popen.pid) for p in procs}, time.monotonic()
+    time.sleep(window_s)
+    elapsed = time.monotonic() - t0
+    used = {p.name: (_cpu_seconds(p.popen.pid) - before[p.name]) / elapsed * 100 for p in procs}
+    nodes = [v for k, v in used.items() if k.startswith("node-")]
+    return {"cluster_cpu_pct": round(sum(used.values())), "node_cpu_pct": round(sum(nodes) / max(1, len(nodes)), 1)}
+
+
+def _real_network(workdir: Path, n: int, heartbeat_s: float) -> dict[str, Any]:
+    """One network of ``n`` nodes; a figure that could not be taken leaves ``error`` and what came before it."""
+    out: dict[str, Any] = {"nodes": n, "heartbeat_s": heartbeat_s}
+    cluster = Cluster(workdir / f"n{n}-hb{heartbeat_s:g}", heartbeat_s=heartbeat_s)
     try:
         upstream = cluster.upstream(chunks=4)
         first = cluster.gateway()
         second = cluster.gateway(bootstrap=[first.p2p_addr])
         t0 = time.monotonic()
         nodes = [cluster.node("vllm", upstream, [first.p2p_addr]) for _ in range(n)]
-        spawned = time.monotonic() - t0
+        out["spawn_s"] = round(time.monotonic() - t0, 2)
         peers = {node.peer_id for node in nodes}
         wait_nodes(first, peers, timeout_s=60 + 3 * n)
         wait_nodes(second, peers, timeout_s=30)
-        converged = time.monotonic() - t0
+        out["converged_both_gateways_s"] = round(time.monotonic() - t0, 2)
         before, t_rate = _heartbeats_received(first), time.monotonic()
-        time.sleep(5.0)
+        out.update(_cluster_cpu(cluster, max(5.0, 2 * heartbeat_s)))
         after = _heartbeats_received(first)
-        rate = None if before is None or after is None else (after - before) / (time.monotonic() - t_rate)
+        if before is not None and after is not None:
+            out["gateway_heartbeats_per_s"] = round((after - before) / (time.monotonic() - t_rate), 1)
         t1 = time.monotonic()
         late = cluster.node("vllm", upstream, [second.p2p_addr])
-        listed = wait_nodes(first, {late.peer_id}, timeout_s=60)
+        out["new_node_listed_s"] = round(wait_nodes(first, {late.peer_id}, timeout_s=60), 2)
         routable = _routable_after(first, late.peer_id)
-        return {
-            "nodes": n,
-            "spawn_s": round(spawned, 2),
-            "converged_both_gateways_s": round(converged, 2),
-            "gateway_heartbeats_per_s": None if rate is None else round(rate, 1),
-            "new_node_listed_s": round(listed, 2),
-            "new_node_routable_s": round(time.monotonic() - t1, 2),
-            "listed_to_routable_s": round(routable, 3),
-        }
+        out["new_node_routable_s"] = round(time.monotonic() - t1, 2)
+        out["listed_to_routable_s"] = round(routable, 3)
+    except (TimeoutError, httpx.HTTPError) as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        if "cluster_cpu_pct" not in out:
+            out.update(_cluster_cpu(cluster, 5.0))  # was the machine saturated?
     finally:
         cluster.close()
+    return out
 
 
 def _simulated(count: int) -> dict[str, Any]:
@@ -133,12 +153,17 @@ def _simulated(count: int) -> dict[str, Any]:
 
 
 async def scale(workdir: Path, *, quick: bool) -> dict[str, Any]:
-    """Real nodes (10, 25, 50 as the machine allows) and a simulated 10,000-node registry."""
+    """Real nodes (10, 25, 50 as the machine allows) and a simulated 10,000-node registry.
+
+    10 nodes run at a 1 s heartbeat interval (fast convergence) and then every size at the default
+    5 s; the first size that fails ends the series (a larger one would fail the same way).
+    """
     out: dict[str, Any] = {"simulated": _simulated(1000 if quick else 10_000), "real": []}
-    for n in (3,) if quick else (10, 25, 50):
-        try:
-            out["real"].append(_real_network(workdir, n))
-        except (TimeoutError, httpx.HTTPError) as exc:
-            out["real"].append({"nodes": n, "error": f"{type(exc).__name__}: {exc}"})
+    default = DEFAULT_HEARTBEAT_S
+    runs = [(3, 1.0)] if quick else [(10, 1.0), (10, default), (25, default), (50, default)]
+    for n, heartbeat_s in runs:
+        run = _real_network(workdir, n, heartbeat_s)
+        out["real"].append(run)
+        if "error" in run:
             break
     return out
