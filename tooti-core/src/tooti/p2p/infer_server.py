@@ -25,7 +25,7 @@ from tooti.p2p.framing import (
     encode_frame,
 )
 from tooti.p2p.safestream import close_stream, reset_stream
-from tooti.wire.infer import ErrorFrame
+from tooti.wire.infer import ErrorFrame, ResponseFrame
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from tooti.backends.protocol import InferenceBackend
     from tooti.node.perf import PerfTracker
-    from tooti.wire.infer import InferRequest, ResponseFrame
+    from tooti.wire.infer import InferRequest
 
 __all__ = ["InferService"]
 
@@ -46,6 +46,10 @@ RESET_POLL_INTERVAL = 0.25
 RESET_GRACE = 2.0
 WRITE_TIMEOUT = 10.0
 """A client that does not read for this long (flow-control window full) is dropped."""
+PENDING_FRAMES = 64
+"""Frames read from the backend but not yet written; a full buffer holds the backend back."""
+COALESCE_BYTES = 64 * 1024
+"""Frames already waiting are joined into one write up to about this many bytes."""
 
 
 class _ClientGone(Exception):
@@ -124,17 +128,17 @@ class InferService:
     async def _serve(self, stream: INetStream, request: InferRequest) -> None:
         watch = _ResetWatch()
         body = trio.CancelScope()
+        send, receive = trio.open_memory_channel[ResponseFrame](PENDING_FRAMES)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch.run, stream, body)
-            with body:
+            async with trio.open_nursery() as work:
+                work.start_soon(self._produce, request, send, watch, body)
                 try:
-                    async with closing_iter(handle_request(self.backend, request, perf=self.perf)) as frames:
-                        async for frame in frames:
-                            if watch.reset.is_set():
-                                break  # close the backend stream between chunks, not mid-read
-                            await self._write(stream, frame)
+                    await self._pump(stream, receive, watch)
                 except _ClientGone:
                     watch.reset.set()
+                finally:
+                    receive.close()  # a producer waiting on a full channel stops at once
             nursery.cancel_scope.cancel()
         if watch.reset.is_set():
             self.cancelled += 1
@@ -143,15 +147,60 @@ class InferService:
         self.served += 1
         await close_stream(stream)
 
-    async def _write(self, stream: INetStream, frame: ResponseFrame) -> None:
-        from libp2p.network.stream.exceptions import StreamError
+    async def _produce(
+        self,
+        request: InferRequest,
+        send: trio.MemorySendChannel[ResponseFrame],
+        watch: _ResetWatch,
+        body: trio.CancelScope,
+    ) -> None:
+        """Read the backend's frames into ``send`` until the answer ends or the client is gone."""
+        async with send:
+            with body:
+                async with closing_iter(handle_request(self.backend, request, perf=self.perf)) as frames:
+                    async for frame in frames:
+                        if watch.reset.is_set():
+                            break  # close the backend stream between chunks, not mid-read
+                        try:
+                            await send.send(frame)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            break
 
+    async def _pump(
+        self, stream: INetStream, receive: trio.MemoryReceiveChannel[ResponseFrame], watch: _ResetWatch
+    ) -> None:
+        """Write frames as they come; frames that queued up meanwhile go out together in one write.
+
+        The wire format is unchanged (the frames are concatenated, each keeps its length prefix),
+        but one write costs one Noise encryption and one yamux frame however many frames it
+        carries, so a node that falls behind its backend catches up instead of falling further back.
+        """
+        async for frame in receive:
+            batch = [self._encode(frame)]
+            size = len(batch[0])
+            while size < COALESCE_BYTES:
+                try:
+                    more = receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                batch.append(self._encode(more))
+                size += len(batch[-1])
+            if watch.reset.is_set():
+                return
+            await self._write(stream, batch[0] if len(batch) == 1 else b"".join(batch))
+
+    @staticmethod
+    def _encode(frame: ResponseFrame) -> bytes:
         try:
-            data = encode_frame(frame, limit=MAX_RESPONSE_FRAME)
+            return encode_frame(frame, limit=MAX_RESPONSE_FRAME)
         except FrameTooLarge:
-            data = encode_frame(
+            return encode_frame(
                 ErrorFrame(code="malformed", message="response frame exceeds the size cap"), limit=MAX_RESPONSE_FRAME
             )
+
+    async def _write(self, stream: INetStream, data: bytes) -> None:
+        from libp2p.network.stream.exceptions import StreamError
+
         written = False
         # Shielded: a write cancelled inside the encrypted framing would corrupt the whole connection.
         with trio.move_on_after(WRITE_TIMEOUT) as scope:

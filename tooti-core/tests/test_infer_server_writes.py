@@ -1,0 +1,154 @@
+"""How the node writes an answer: frames that queue up behind a slow write go out together.
+
+A fake stream (trio) records every write; the frames inside are decoded again to check that
+nothing is lost, reordered or split, and that a client that goes away still closes the backend.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from libp2p.network.stream.exceptions import StreamEOF, StreamReset
+
+from tooti.node.perf import PerfTracker
+from tooti.p2p.framing import MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME, FrameReader, decode_response, encode_frame
+from tooti.p2p.infer_server import InferService
+from tooti.testing import FakeBackend
+from tooti.wire.infer import ChunkFrame, Done, InferRequest, UsageFrame
+
+
+@pytest.fixture
+def anyio_backend():
+    return "trio"
+
+
+class _Conn:
+    peer_id = "12D3KooWgateway"
+
+
+class _Bytes:
+    """An async byte source for :class:`FrameReader`."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def read(self, n: int | None = None) -> bytes:
+        out, self.data = self.data[: n or len(self.data)], self.data[n or len(self.data) :]
+        return out
+
+
+class FakeStream:
+    """A half-closed client stream: the request is read once, then reads end (or fail once reset)."""
+
+    muxed_conn = _Conn()
+
+    def __init__(self, request: InferRequest, *, first_write_delay: float = 0.0, fail_write: int | None = None):
+        self._request: bytes | None = encode_frame(request, limit=MAX_REQUEST_FRAME)
+        self.first_write_delay = first_write_delay
+        self.fail_write = fail_write
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.was_reset = False
+
+    async def read(self, n: int | None = None) -> bytes:
+        if self._request is not None:
+            data, self._request = self._request, None
+            return data
+        await trio.sleep(0)
+        if self.was_reset:
+            raise StreamReset("reset")
+        raise StreamEOF("half-closed")
+
+    async def write(self, data: bytes) -> None:
+        if self.fail_write is not None and len(self.writes) == self.fail_write:
+            self.was_reset = True
+            raise StreamReset("client went away")
+        if not self.writes and self.first_write_delay:
+            await trio.sleep(self.first_write_delay)
+        self.writes.append(data)
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def reset(self) -> None:
+        self.was_reset = True
+
+    def frames(self) -> list[object]:
+        reader = FrameReader(_Bytes(b"".join(self.writes)), limit=MAX_RESPONSE_FRAME)
+        out = []
+        while True:
+            try:
+                out.append(decode_response(_sync_read(reader)))
+            except EOFError:
+                return out
+
+
+def _sync_read(reader: FrameReader) -> bytes:
+    coroutine = reader.read_payload()
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    except Exception as exc:  # EndOfStream
+        raise EOFError from exc
+    raise AssertionError("the in-memory reader never waits")
+
+
+def _request(max_tokens: int = 40) -> InferRequest:
+    return InferRequest(
+        request_id="w1",
+        model="fake-model",
+        stream=True,
+        body={"messages": [{"role": "user", "content": "x"}], "max_tokens": max_tokens},
+    )
+
+
+@pytest.mark.anyio
+async def test_frames_queued_behind_a_slow_write_go_out_together_in_order():
+    backend = FakeBackend(reply=" ".join(f"w{i}" for i in range(40)), chunks=40)
+    service = InferService(backend, PerfTracker())
+    stream = FakeStream(_request(), first_write_delay=0.2)
+
+    await service.handle(stream)  # type: ignore[arg-type]
+
+    frames = stream.frames()
+    chunks = [f for f in frames if isinstance(f, ChunkFrame)]
+    assert len(chunks) == 41  # 40 content chunks and the final one with finish_reason
+    text = "".join(c.data["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text.split() == backend.reply.split()
+    assert isinstance(frames[-2], UsageFrame)
+    assert isinstance(frames[-1], Done)
+    # The first frame went alone; everything produced during its slow write followed in one batch.
+    assert len(stream.writes) < len(frames) / 4
+    assert stream.closed
+    assert not stream.was_reset
+    assert service.served == 1
+
+
+@pytest.mark.anyio
+async def test_each_frame_is_written_at_once_when_the_client_keeps_up():
+    backend = FakeBackend(chunks=4, chunk_delay_sec=0.02)
+    service = InferService(backend, PerfTracker())
+    stream = FakeStream(_request())
+
+    await service.handle(stream)  # type: ignore[arg-type]
+
+    frames = stream.frames()
+    assert isinstance(frames[-1], Done)
+    # 4 content chunks, each 20 ms apart, are not held back to fill a batch.
+    assert len(stream.writes) >= 4
+
+
+@pytest.mark.anyio
+async def test_a_client_gone_mid_answer_closes_the_backend_stream():
+    backend = FakeBackend(chunks=40, chunk_delay_sec=0.005)
+    service = InferService(backend, PerfTracker())
+    stream = FakeStream(_request(), fail_write=2)
+
+    with trio.fail_after(10):
+        await service.handle(stream)  # type: ignore[arg-type]
+
+    assert backend.closed_early == 1
+    assert backend.streams[0].chunks_sent < 40
+    assert service.cancelled == 1
+    assert stream.was_reset
