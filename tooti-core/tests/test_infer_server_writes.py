@@ -152,3 +152,17 @@ async def test_a_client_gone_mid_answer_closes_the_backend_stream():
     assert backend.streams[0].chunks_sent < 40
     assert service.cancelled == 1
     assert stream.was_reset
+
+
+@pytest.mark.anyio
+async def test_a_whole_answer_is_one_write():
+    backend = FakeBackend()
+    service = InferService(backend, PerfTracker())
+    stream = FakeStream(
+        InferRequest(request_id="w2", model="fake-model", body={"messages": [{"role": "user", "content": "x"}]})
+    )
+
+    await service.handle(stream)  # type: ignore[arg-type]
+
+    assert [type(f).__name__ for f in stream.frames()] == ["ResultFrame", "UsageFrame", "Done"]
+    assert len(stream.writes) == 1  # the client reads the whole answer with one Noise message

@@ -179,12 +179,20 @@ class InferService:
             batch = [self._encode(frame)]
             size = len(batch[0])
             while size < COALESCE_BYTES:
-                try:
-                    more = receive.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
+                # Let the producer run: what it has without waiting on I/O (a whole answer's
+                # result, usage and done frames; chunks the backend already sent) joins this write.
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                added = False
+                while size < COALESCE_BYTES:
+                    try:
+                        more = receive.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    batch.append(self._encode(more))
+                    size += len(batch[-1])
+                    added = True
+                if not added:
                     break
-                batch.append(self._encode(more))
-                size += len(batch[-1])
             if watch.reset.is_set():
                 return
             await self._write(stream, batch[0] if len(batch) == 1 else b"".join(batch))
