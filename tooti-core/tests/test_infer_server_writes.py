@@ -11,7 +11,14 @@ import trio
 from libp2p.network.stream.exceptions import StreamEOF, StreamReset
 
 from tooti.node.perf import PerfTracker
-from tooti.p2p.framing import MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME, FrameReader, decode_response, encode_frame
+from tooti.p2p.framing import (
+    MAX_REQUEST_FRAME,
+    MAX_RESPONSE_FRAME,
+    EndOfStream,
+    FrameReader,
+    decode_response,
+    encode_frame,
+)
 from tooti.p2p.infer_server import InferService
 from tooti.testing import FakeBackend
 from tooti.wire.infer import ChunkFrame, Done, InferRequest, UsageFrame
@@ -73,25 +80,15 @@ class FakeStream:
     async def reset(self) -> None:
         self.was_reset = True
 
-    def frames(self) -> list[object]:
+    async def frames(self) -> list[object]:
+        """Every frame the node wrote, decoded from the concatenated writes."""
         reader = FrameReader(_Bytes(b"".join(self.writes)), limit=MAX_RESPONSE_FRAME)
-        out = []
+        out: list[object] = []
         while True:
             try:
-                out.append(decode_response(_sync_read(reader)))
-            except EOFError:
+                out.append(decode_response(await reader.read_payload()))
+            except EndOfStream:
                 return out
-
-
-def _sync_read(reader: FrameReader) -> bytes:
-    coroutine = reader.read_payload()
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    except Exception as exc:  # EndOfStream
-        raise EOFError from exc
-    raise AssertionError("the in-memory reader never waits")
 
 
 def _request(max_tokens: int = 40) -> InferRequest:
@@ -111,7 +108,7 @@ async def test_frames_queued_behind_a_slow_write_go_out_together_in_order():
 
     await service.handle(stream)  # type: ignore[arg-type]
 
-    frames = stream.frames()
+    frames = await stream.frames()
     chunks = [f for f in frames if isinstance(f, ChunkFrame)]
     assert len(chunks) == 41  # 40 content chunks and the final one with finish_reason
     text = "".join(c.data["choices"][0]["delta"].get("content", "") for c in chunks)
@@ -133,7 +130,7 @@ async def test_each_frame_is_written_at_once_when_the_client_keeps_up():
 
     await service.handle(stream)  # type: ignore[arg-type]
 
-    frames = stream.frames()
+    frames = await stream.frames()
     assert isinstance(frames[-1], Done)
     # 4 content chunks, each 20 ms apart, are not held back to fill a batch.
     assert len(stream.writes) >= 4
@@ -164,5 +161,5 @@ async def test_a_whole_answer_is_one_write():
 
     await service.handle(stream)  # type: ignore[arg-type]
 
-    assert [type(f).__name__ for f in stream.frames()] == ["ResultFrame", "UsageFrame", "Done"]
+    assert [type(f).__name__ for f in await stream.frames()] == ["ResultFrame", "UsageFrame", "Done"]
     assert len(stream.writes) == 1  # the client reads the whole answer with one Noise message
