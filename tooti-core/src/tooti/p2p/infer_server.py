@@ -1,9 +1,15 @@
-"""The node side of ``/tooti/infer/1.0.0``: one request per stream, answered with response frames.
+"""The node side of ``/tooti/infer/1.0.0``: requests answered with response frames, one at a time per stream.
+
+A stream carries one request after another: after an answer's ``Done`` the node waits for the
+next request on the same stream (a client that half-closed, or that stays silent for
+:data:`IDLE_STREAM_TIMEOUT`, ends it). Reusing a stream saves the gateway a stream open and its
+protocol negotiation, one network round trip per request.
 
 Each stream is isolated: a malformed, oversized or slow request resets that stream only. A peer
 outside ``node.allowed_gateway_peers`` gets an ``unauthorized`` error frame; beyond
-``node.max_concurrent_requests`` callers get ``overloaded``. When the client resets the stream the
-frame generator is closed, which closes the backend's stream and stops generation upstream.
+``node.max_concurrent_requests`` callers get ``overloaded``; an answer that ends in an error frame
+also ends the stream. When the client resets the stream the frame generator is closed, which closes
+the backend's stream and stops generation upstream.
 """
 
 from __future__ import annotations
@@ -18,14 +24,16 @@ from tooti.node.handler import handle_request
 from tooti.p2p.framing import (
     MAX_REQUEST_FRAME,
     MAX_RESPONSE_FRAME,
+    EndOfStream,
     FrameError,
     FrameReader,
     FrameTooLarge,
     decode_request,
     encode_frame,
 )
+from tooti.p2p.inbox import Inbox
 from tooti.p2p.safestream import close_stream, reset_stream
-from tooti.wire.infer import ErrorFrame, ResponseFrame
+from tooti.wire.infer import Done, ErrorFrame, ResponseFrame
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -41,9 +49,11 @@ __all__ = ["InferService"]
 log = logging.getLogger(__name__)
 
 REQUEST_READ_TIMEOUT = 30.0
-"""A client must deliver its request frame within this time (slow-loris guard)."""
-RESET_POLL_INTERVAL = 0.25
+"""A client must deliver its first request frame within this time (slow-loris guard)."""
+IDLE_STREAM_TIMEOUT = 60.0
+"""A stream with no next request for this long is closed (clients drop idle streams sooner)."""
 RESET_GRACE = 2.0
+"""After a reset, a backend still silent this long is cancelled mid-read."""
 WRITE_TIMEOUT = 10.0
 """A client that does not read for this long (flow-control window full) is dropped."""
 PENDING_FRAMES = 64
@@ -54,6 +64,10 @@ COALESCE_BYTES = 64 * 1024
 
 class _ClientGone(Exception):
     """The client reset the stream or the connection dropped."""
+
+
+class _Malformed(Exception):
+    """The stream's request was malformed, too large or too slow; the stream is reset."""
 
 
 class InferService:
@@ -93,65 +107,90 @@ class InferService:
         await stream.write(encode_frame(frame, limit=MAX_RESPONSE_FRAME))
         await close_stream(stream)
 
-    async def _read_request(self, stream: INetStream, reader: FrameReader) -> InferRequest | None:
-        from libp2p.network.stream.exceptions import StreamError
-
+    async def _read_request(self, reader: FrameReader, *, first: bool) -> InferRequest | None:
+        """The next request; ``None`` when the stream should end (the reason is already handled)."""
         try:
-            with trio.fail_after(REQUEST_READ_TIMEOUT):
+            with trio.fail_after(REQUEST_READ_TIMEOUT if first else IDLE_STREAM_TIMEOUT):
                 return decode_request(await reader.read_payload())
-        except (FrameError, trio.TooSlowError, StreamError) as exc:
-            self.malformed += 1
-            log.info("rejecting infer stream: %s", "frame too large" if isinstance(exc, FrameTooLarge) else exc)
-            await reset_stream(stream)
-            return None
+        except EndOfStream:
+            if not first:
+                return None  # the client is done with this stream
+            reason: object = "stream ended before a request"
+        except trio.TooSlowError:
+            if not first:
+                return None  # idle stream
+            reason = "no request within the read timeout"
+        except FrameError as exc:
+            reason = "frame too large" if isinstance(exc, FrameTooLarge) else exc
+        self.malformed += 1
+        log.info("rejecting infer stream: %s", reason)
+        raise _Malformed
 
     async def _handle(self, stream: INetStream) -> None:
-        from libp2p.network.stream.exceptions import StreamEOF
-
         remote = str(stream.muxed_conn.peer_id)
         if self.allowed and remote not in self.allowed:
             await self._reject(stream, ErrorFrame(code="unauthorized", message="this node does not serve your peer id"))
             return
-        reader = FrameReader(stream, limit=MAX_REQUEST_FRAME, eof_types=(StreamEOF,))
-        request = await self._read_request(stream, reader)
-        if request is None:
-            return
-        if self.in_flight >= self.max_concurrent:
-            await self._reject(stream, ErrorFrame(code="overloaded", message="node at max concurrent requests"))
-            return
-        self.in_flight += 1
-        try:
-            await self._serve(stream, request)
-        finally:
-            self.in_flight -= 1
+        inbox = Inbox(stream, limit=MAX_REQUEST_FRAME + 4)
+        reader = FrameReader(inbox, limit=MAX_REQUEST_FRAME)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(inbox.run)
+            try:
+                ending = await self._serve_requests(stream, reader, inbox)
+            except _Malformed:
+                ending = "reset"
+            nursery.cancel_scope.cancel()
+        if ending == "reset":
+            await reset_stream(stream)
+        elif ending == "close":
+            await close_stream(stream)
 
-    async def _serve(self, stream: INetStream, request: InferRequest) -> None:
-        watch = _ResetWatch()
+    async def _serve_requests(self, stream: INetStream, reader: FrameReader, inbox: Inbox) -> str:
+        """Answer requests until the stream ends; return ``close``, ``reset`` or ``done`` (already closed)."""
+        first = True
+        while True:
+            request = await self._read_request(reader, first=first)
+            if request is None:
+                return "reset" if inbox.reset.is_set() else "close"
+            first = False
+            if self.in_flight >= self.max_concurrent:
+                await self._reject(stream, ErrorFrame(code="overloaded", message="node at max concurrent requests"))
+                return "done"
+            self.in_flight += 1
+            try:
+                ending = await self._serve(stream, request, inbox)
+            finally:
+                self.in_flight -= 1
+            if ending != "next":
+                return ending
+
+    async def _serve(self, stream: INetStream, request: InferRequest, inbox: Inbox) -> str:
+        """Answer one request; ``next`` when it ended with Done (the stream stays open)."""
+        answer = _Answer()
         body = trio.CancelScope()
         send, receive = trio.open_memory_channel[ResponseFrame](PENDING_FRAMES)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(watch.run, stream, body)
+            nursery.start_soon(_cancel_after_reset, inbox, body)
             async with trio.open_nursery() as work:
-                work.start_soon(self._produce, request, send, watch, body)
+                work.start_soon(self._produce, request, send, inbox, body)
                 try:
-                    await self._pump(stream, receive, watch)
+                    await self._pump(stream, receive, inbox, answer)
                 except _ClientGone:
-                    watch.reset.set()
+                    answer.gone = True
                 finally:
                     receive.close()  # a producer waiting on a full channel stops at once
             nursery.cancel_scope.cancel()
-        if watch.reset.is_set():
+        if answer.gone or inbox.reset.is_set():
             self.cancelled += 1
-            await reset_stream(stream)
-            return
+            return "reset"
         self.served += 1
-        await close_stream(stream)
+        return "next" if isinstance(answer.last, Done) else "close"
 
     async def _produce(
         self,
         request: InferRequest,
         send: trio.MemorySendChannel[ResponseFrame],
-        watch: _ResetWatch,
+        inbox: Inbox,
         body: trio.CancelScope,
     ) -> None:
         """Read the backend's frames into ``send`` until the answer ends or the client is gone."""
@@ -159,7 +198,7 @@ class InferService:
             with body:
                 async with closing_iter(handle_request(self.backend, request, perf=self.perf)) as frames:
                     async for frame in frames:
-                        if watch.reset.is_set():
+                        if inbox.reset.is_set():
                             break  # close the backend stream between chunks, not mid-read
                         try:
                             await send.send(frame)
@@ -167,7 +206,11 @@ class InferService:
                             break
 
     async def _pump(
-        self, stream: INetStream, receive: trio.MemoryReceiveChannel[ResponseFrame], watch: _ResetWatch
+        self,
+        stream: INetStream,
+        receive: trio.MemoryReceiveChannel[ResponseFrame],
+        inbox: Inbox,
+        answer: _Answer,
     ) -> None:
         """Write frames as they come; frames that queued up meanwhile go out together in one write.
 
@@ -176,6 +219,7 @@ class InferService:
         carries, so a node that falls behind its backend catches up instead of falling further back.
         """
         async for frame in receive:
+            answer.last = frame
             batch = [self._encode(frame)]
             size = len(batch[0])
             while size < COALESCE_BYTES:
@@ -188,12 +232,13 @@ class InferService:
                         more = receive.receive_nowait()
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
+                    answer.last = more
                     batch.append(self._encode(more))
                     size += len(batch[-1])
                     added = True
                 if not added:
                     break
-            if watch.reset.is_set():
+            if inbox.reset.is_set():
                 return
             await self._write(stream, batch[0] if len(batch) == 1 else b"".join(batch))
 
@@ -222,30 +267,23 @@ class InferService:
             raise _ClientGone  # the client stopped reading
 
 
-class _ResetWatch:
-    """Notices when the client resets its stream, even while the backend is silent.
+class _Answer:
+    """How one answer went: the last frame queued for the client, and whether the client left."""
 
-    The client half-closes after its request, so reads return EOF at once; a reset turns that into
-    ``StreamReset``, so polling a few times a second is enough. On a reset the request loop stops at
-    the next chunk and closes the backend stream normally; only a backend silent for
-    :data:`RESET_GRACE` more seconds is cancelled mid-read (under trio, cancelling inside an HTTP read
-    leaves the client's cleanup to the garbage collector).
-    """
+    __slots__ = ("gone", "last")
 
     def __init__(self) -> None:
-        self.reset = trio.Event()
+        self.last: ResponseFrame | None = None
+        self.gone = False
 
-    async def run(self, stream: INetStream, body: trio.CancelScope) -> None:
-        from libp2p.network.stream.exceptions import StreamEOF, StreamError
 
-        while not self.reset.is_set():
-            try:
-                await stream.read(MAX_REQUEST_FRAME)
-            except StreamEOF:
-                pass
-            except StreamError:
-                self.reset.set()
-                break
-            await trio.sleep(RESET_POLL_INTERVAL)
-        await trio.sleep(RESET_GRACE)
-        body.cancel()
+async def _cancel_after_reset(inbox: Inbox, body: trio.CancelScope) -> None:
+    """Cancel a backend that stays silent :data:`RESET_GRACE` seconds after the client reset.
+
+    On a reset the producer stops at the next chunk and closes the backend stream normally; only a
+    silent backend is cancelled mid-read (under trio, cancelling inside an HTTP read leaves the
+    client's cleanup to the garbage collector).
+    """
+    await inbox.reset.wait()
+    await trio.sleep(RESET_GRACE)
+    body.cancel()

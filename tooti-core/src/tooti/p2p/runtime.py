@@ -24,6 +24,7 @@ from tooti.p2p.dht import model_cid
 from tooti.p2p.heartbeat import HEARTBEAT_TOPIC, HeartbeatError, decode_heartbeat
 from tooti.p2p.infer_client import request_frames
 from tooti.p2p.registry import Registry
+from tooti.p2p.stream_pool import StreamPool
 from tooti.wire.infer import PROTOCOL_ID
 
 if TYPE_CHECKING:
@@ -177,6 +178,7 @@ class P2PRuntime:
         self.peer_id = str(self.id.to_base58())
         self.host: IHost = _build_host(key_pair, settings.mdns)
         self._dials = _DialTracker(self.host)
+        self.streams = StreamPool()
         self.pubsub: Pubsub | None = None
         self.dht: KadDHT | None = None
         self._nursery: trio.Nursery | None = None
@@ -446,6 +448,6 @@ class P2PRuntime:
         except Exception as exc:
             raise BackendUnavailable(f"invalid peer id {peer_id!r}") from exc
         await self._ensure_connected(peer)
-        async with aclosing(request_frames(self.host, peer, request)) as frames:
+        async with aclosing(request_frames(self.host, peer, request, pool=self.streams)) as frames:
             async for frame in frames:
                 yield frame

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from libp2p.abc import IHost, INetStream
     from libp2p.peer.id import ID
 
-__all__ = ["OPEN_TIMEOUT", "close_stream", "open_stream", "reset_stream", "send_and_half_close"]
+__all__ = ["OPEN_TIMEOUT", "close_stream", "open_stream", "reset_stream", "send"]
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ async def close_stream(stream: INetStream) -> None:
         await reset_stream(stream)
 
 
-async def send_and_half_close(stream: INetStream, data: bytes, timeout: float = OPEN_TIMEOUT) -> None:
-    """Write ``data`` and close our write side, shielded from cancellation.
+async def send(stream: INetStream, data: bytes, timeout: float = OPEN_TIMEOUT, *, half_close: bool = False) -> None:
+    """Write ``data`` (and close our write side when ``half_close``), shielded from cancellation.
 
     A yamux close cancelled half-way (bug 2), or a write cancelled inside the encrypted framing, can
     leave the whole connection unusable; measured: 30 random cancellations broke later requests.
@@ -89,7 +89,8 @@ async def send_and_half_close(stream: INetStream, data: bytes, timeout: float = 
         scope.shield = True
         try:
             await stream.write(data)
-            await stream.close_write()  # type: ignore[attr-defined]  # NetStream has it, INetStream lacks it
+            if half_close:
+                await stream.close_write()  # type: ignore[attr-defined]  # NetStream has it, INetStream lacks it
             done = True
         except Exception as exc:  # noqa: BLE001 - libp2p stream errors of several types
             failure = exc

@@ -1,8 +1,9 @@
 """Frames of the ``/tooti/infer/1.0.0`` stream protocol (msgspec, length-prefixed on the wire).
 
-One stream carries one request: the gateway writes an :class:`InferRequest`, half-closes, and reads
-response frames until :class:`Done` or :class:`ErrorFrame`. ``body`` is the client's OpenAI JSON
-passed through untouched. Frames are a tagged union so new kinds can be added compatibly.
+The gateway writes an :class:`InferRequest` and reads response frames until :class:`Done` or
+:class:`ErrorFrame`; after ``Done`` it may send its next request on the same stream (see
+docs/p2p.md). ``body`` is the client's OpenAI JSON passed through untouched. Frames are a tagged
+union so new kinds can be added compatibly.
 """
 
 from __future__ import annotations
