@@ -65,6 +65,11 @@ async def test_p2p_network_discovers_streams_and_cancels(node):
         frames = [f async for f in net.infer(started.peer_id, _req())]
         assert isinstance(frames[-1], Done)
         assert sum(isinstance(f, ChunkFrame) for f in frames) == 41
+        # The asyncio path stops reading at Done; the stream is still kept for the next request.
+        frames = [f async for f in net.infer(started.peer_id, _req())]
+        assert isinstance(frames[-1], Done)
+        assert net._runtime is not None
+        assert net._runtime.streams.reused == 1
 
         # Closing the asyncio iterator mid-stream resets the libp2p stream and closes the backend stream.
         backend.chunk_delay_sec = 0.05
