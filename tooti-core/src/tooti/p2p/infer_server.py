@@ -15,7 +15,7 @@ the backend's stream and stops generation upstream.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import trio
 
@@ -60,6 +60,10 @@ PENDING_FRAMES = 64
 """Frames read from the backend but not yet written; a full buffer holds the backend back."""
 COALESCE_BYTES = 64 * 1024
 """Frames already waiting are joined into one write up to about this many bytes."""
+
+
+_Ending = Literal["next", "close", "reset", "done"]
+"""After an answer: wait for the ``next`` request, ``close`` or ``reset`` the stream, or ``done`` (closed)."""
 
 
 class _ClientGone(Exception):
@@ -135,6 +139,7 @@ class InferService:
         reader = FrameReader(inbox, limit=MAX_REQUEST_FRAME)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(inbox.run)
+            ending: _Ending
             try:
                 ending = await self._serve_requests(stream, reader, inbox)
             except _Malformed:
@@ -145,7 +150,7 @@ class InferService:
         elif ending == "close":
             await close_stream(stream)
 
-    async def _serve_requests(self, stream: INetStream, reader: FrameReader, inbox: Inbox) -> str:
+    async def _serve_requests(self, stream: INetStream, reader: FrameReader, inbox: Inbox) -> _Ending:
         """Answer requests until the stream ends; return ``close``, ``reset`` or ``done`` (already closed)."""
         first = True
         while True:
@@ -164,7 +169,7 @@ class InferService:
             if ending != "next":
                 return ending
 
-    async def _serve(self, stream: INetStream, request: InferRequest, inbox: Inbox) -> str:
+    async def _serve(self, stream: INetStream, request: InferRequest, inbox: Inbox) -> _Ending:
         """Answer one request; ``next`` when it ended with Done (the stream stays open)."""
         answer = _Answer()
         body = trio.CancelScope()
