@@ -39,13 +39,17 @@ if TYPE_CHECKING:
 __all__ = ["request_frames"]
 
 
+class _StreamEnded(MalformedResponse):
+    """The stream ended before the answer did (on a kept stream: the node closed it while idle)."""
+
+
 async def _next_frame(reader: FrameReader, peer: ID) -> ResponseFrame:
     from libp2p.network.stream.exceptions import StreamError
 
     try:
         return decode_response(await reader.read_payload())
     except EndOfStream:
-        raise MalformedResponse(f"stream from {peer} ended without done") from None
+        raise _StreamEnded(f"stream from {peer} ended without done") from None
     except FrameError as exc:
         raise MalformedResponse(f"bad frame from {peer}: {exc}") from None
     except StreamError as exc:
@@ -78,8 +82,8 @@ async def _first_frame(
         if kept is not None:
             try:
                 return (kept, *await _exchange(kept, data, peer, half_close=False))
-            except (BackendUnavailable, MalformedResponse):
-                pass  # closed by the node while idle: nothing was served, send it on a new stream
+            except (BackendUnavailable, _StreamEnded):
+                pass  # closed or reset by the node while idle: nothing was served, send it on a new stream
     stream = await open_stream(host, peer, PROTOCOL_ID, open_timeout)
     return (stream, *await _exchange(stream, data, peer, half_close=pool is None))
 
