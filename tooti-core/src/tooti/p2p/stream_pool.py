@@ -74,9 +74,3 @@ class StreamPool:
     def idle(self, peer: str) -> int:
         """How many idle streams ``peer`` has (expired ones included)."""
         return len(self._idle.get(peer, ()))
-
-    def drain(self) -> list[INetStream]:
-        """Forget every idle stream and return them, for the caller to close."""
-        streams = [stream for idle in self._idle.values() for _, stream in idle]
-        self._idle.clear()
-        return streams
