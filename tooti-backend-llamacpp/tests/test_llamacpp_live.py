@@ -79,3 +79,39 @@ async def test_plugin_entry_point_registers_the_backend() -> None:
 
     host = PluginHost(environ={})
     assert host.backend_class("llamacpp") is LlamaCppBackend
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+async def test_tools_with_smollm2_are_accepted_and_answered_as_text(backend) -> None:
+    """What the shipped model does with ``tools`` (documented in the plugin README).
+
+    The managed server renders prompts with Jinja (``use_jinja``), so a model whose template
+    supports tools gets them and its ``tool_calls`` are parsed. SmolLM2-135M's template does not
+    (``/props`` says ``supports_tools: false``): llama.cpp accepts ``tools`` and ``tool_choice``
+    (no 4xx, no 5xx) and answers with plain content and no ``tool_calls``.
+    """
+    with anyio.fail_after(60):
+        caps = (await backend.http.request_json("GET", "/props"))["chat_template_caps"]
+        reply = await backend.chat(
+            {
+                "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+                "tools": [WEATHER_TOOL],
+                "tool_choice": "auto",
+                "max_tokens": 16,
+            }
+        )
+    assert caps["supports_tools"] is False
+    message = reply["choices"][0]["message"]
+    assert message["role"] == "assistant"
+    assert isinstance(message["content"], str)
+    assert message["content"]
+    assert not message.get("tool_calls")

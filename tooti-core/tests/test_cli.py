@@ -137,3 +137,21 @@ def test_config_check_default_location(tooti_home):
     (tooti_home / "node.yaml").write_text("node: {name: home}\nbackend: {type: nosuch}\n")
     result = runner.invoke(app, ["config-check"])
     assert str(tooti_home / "node.yaml") in result.output
+
+
+def _up_without(*hidden: str) -> subprocess.CompletedProcess[str]:
+    """``tooti up`` in an interpreter where ``hidden`` modules cannot be found (as if not installed)."""
+    code = (
+        "import sys\n"
+        f"for name in {hidden!r}:\n    sys.modules[name] = None\n"
+        "from tooti.cli import app\n"
+        "app(['up', '--port', '0'])\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_up_without_the_llamacpp_plugin_names_the_pip_install():
+    result = _up_without("tooti_backend_llamacpp")
+    assert result.returncode == 1
+    assert "pip install tooti-backend-llamacpp" in result.stderr
+    assert "Traceback" not in result.stderr

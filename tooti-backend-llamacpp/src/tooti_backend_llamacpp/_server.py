@@ -55,6 +55,10 @@ def _params(a: argparse.Namespace) -> Any:
     p.endpoint_props = True
     p.endpoint_slots = True
     p.embedding = a.embedding
+    # Jinja chat templates (the GGUF's own, or --chat-template as Jinja source) are what make
+    # llama.cpp render `tools` and parse `tool_calls` for models whose template supports tools;
+    # set explicitly so a change of xllamacpp's default cannot silently switch tool calls off.
+    p.use_jinja = True
     if a.pooling:
         p.pooling_type = getattr(xllamacpp.llama_pooling_type, f"LLAMA_POOLING_TYPE_{a.pooling.upper()}")
     if a.alias:

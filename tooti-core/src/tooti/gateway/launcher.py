@@ -73,13 +73,20 @@ def node_config(
 
 
 def managed_smollm2(model_path: Path, workdir: Path, threads: int) -> dict[str, Any]:
-    """The ``backends.llamacpp`` section of ``tooti up``'s node: a managed server with small settings."""
+    """The ``backends.llamacpp`` section of ``tooti up``'s node: a managed server with small settings.
+
+    Embeddings are on (mean pooling, since the chat GGUF names no pooling) so ``/v1/embeddings``
+    works out of the box; the same server keeps serving chat and completions, which was checked
+    against llama.cpp with SmolLM2, so no second server (and no second 200 MB of RAM) is needed.
+    """
     return {
         "model_path": str(model_path),
         "alias": MODEL_ALIAS,
         "threads": threads,
         "parallel": 2,
         "ctx": 2048,
+        "embedding": True,
+        "pooling": "mean",
         "log_file": str(workdir / "llama-server.log"),
     }
 
