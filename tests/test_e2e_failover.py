@@ -28,7 +28,7 @@ MESSAGES = [{"role": "user", "content": "Count from one to one hundred in words.
 def peer_id_of(key_file) -> str:
     from libp2p.peer.id import ID
 
-    from tooti.p2p.keys import load_or_create_identity
+    from tooti.p2p.identity import load_or_create_identity
 
     return str(ID.from_pubkey(load_or_create_identity(key_file).public_key).to_base58())
 

@@ -14,7 +14,7 @@ import pytest
 from tooti.config.model import Config, GatewaySection
 from tooti.errors import UpstreamError
 from tooti.gateway import create_app
-from tooti.gateway.keys import hash_key
+from tooti.gateway.api_keys import hash_key
 from tooti.gateway.server import ServerThread
 from tooti.node.local import LocalNetwork
 from tooti.testing import FakeBackend, make_plugin_host

@@ -7,7 +7,7 @@ import socket
 import yaml
 from typer.testing import CliRunner
 
-from tooti.cli.app import app
+from tooti.cli.root import app
 
 
 def _closed_port():

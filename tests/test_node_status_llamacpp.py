@@ -6,7 +6,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tooti.cli.app import app
+from tooti.cli.root import app
 
 pytestmark = pytest.mark.live
 

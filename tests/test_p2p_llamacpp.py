@@ -10,7 +10,7 @@ import trio
 from tooti.backends.protocol import BackendSettings
 from tooti.config.model import Config, HeartbeatSection, ListenSection, NetworkSection, NodeSection
 from tooti.node.agent import run_node
-from tooti.p2p.keys import generate_identity
+from tooti.p2p.identity import generate_identity
 from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
 from tooti.wire.infer import ChunkFrame, Done, InferRequest, UsageFrame
 
@@ -124,5 +124,5 @@ async def test_streamed_chat_over_libp2p_delivers_every_chunk_in_order_and_cance
             while llama_backend.closed_early < 1 or node.service.cancelled < 1:
                 await trio.sleep(0.05)
             assert node.service.cancelled == 1
-            assert node.service.perf.ttft_ms is not None
+            assert node.perf.ttft_ms is not None
             nursery.cancel_scope.cancel()

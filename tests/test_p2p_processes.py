@@ -19,7 +19,7 @@ import time
 import pytest
 import yaml
 
-from tooti.p2p.client import P2PNetwork
+from tooti.p2p.p2p_network import P2PNetwork
 from tooti.p2p.runtime import RuntimeSettings
 
 pytestmark = pytest.mark.live

@@ -123,7 +123,7 @@ class Cluster:
     @staticmethod
     def _identity(key_file: Path) -> str:
         """Create the key file a process will use and return its peer id (in process: no CLI start-up cost)."""
-        from tooti.p2p.keys import load_or_create_identity, peer_id_of
+        from tooti.p2p.identity import load_or_create_identity, peer_id_of
 
         return peer_id_of(load_or_create_identity(key_file))
 

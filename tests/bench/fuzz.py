@@ -66,7 +66,7 @@ def _fuzz_frames(node_addr: str, node_peer: str, count: int, seed: int) -> dict[
     import trio
     from libp2p.peer.id import ID
 
-    from tooti.p2p.keys import generate_identity
+    from tooti.p2p.identity import generate_identity
     from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
     from tooti.p2p.safestream import open_stream, reset_stream
     from tooti.wire.infer import PROTOCOL_ID, Done, InferRequest

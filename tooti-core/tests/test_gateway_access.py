@@ -7,7 +7,7 @@ from litestar.testing import AsyncTestClient
 
 from tooti.config.model import Config, GatewaySection
 from tooti.gateway import create_app
-from tooti.gateway.keys import KeyRing, generate_key, hash_key
+from tooti.gateway.api_keys import KeyRing, generate_key, hash_key
 from tooti.gateway.ratelimit import RateLimiter
 from tooti.node.local import LocalNetwork
 from tooti.testing import FakeBackend, make_plugin_host

@@ -7,10 +7,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tooti.cli.app import app
+from tooti.cli.root import app
 from tooti.config.model import Config
 from tooti.gateway import create_app
-from tooti.gateway.keys import hash_key
+from tooti.gateway.api_keys import hash_key
 from tooti.gateway.server import ServerThread
 from tooti.network import AdvertisedModel
 from tooti.node.local import LocalNetwork

@@ -10,6 +10,7 @@ import pytest
 import trio
 from libp2p.network.stream.exceptions import StreamEOF, StreamReset
 
+from tooti.node.handler import handle_request
 from tooti.node.perf import PerfTracker
 from tooti.p2p.framing import (
     MAX_REQUEST_FRAME,
@@ -91,6 +92,12 @@ class FakeStream:
                 return out
 
 
+def _handler(backend: FakeBackend):
+    """The node agent's handler: ``handle_request`` bound to one backend."""
+    perf = PerfTracker()
+    return lambda request: handle_request(backend, request, perf=perf)
+
+
 def _request(max_tokens: int = 40) -> InferRequest:
     return InferRequest(
         request_id="w1",
@@ -103,7 +110,7 @@ def _request(max_tokens: int = 40) -> InferRequest:
 @pytest.mark.anyio
 async def test_frames_queued_behind_a_slow_write_go_out_together_in_order():
     backend = FakeBackend(reply=" ".join(f"w{i}" for i in range(40)), chunks=40)
-    service = InferService(backend, PerfTracker())
+    service = InferService(_handler(backend))
     stream = FakeStream(_request(), first_write_delay=0.2)
 
     await service.handle(stream)  # type: ignore[arg-type]
@@ -125,7 +132,7 @@ async def test_frames_queued_behind_a_slow_write_go_out_together_in_order():
 @pytest.mark.anyio
 async def test_each_frame_is_written_at_once_when_the_client_keeps_up():
     backend = FakeBackend(chunks=4, chunk_delay_sec=0.02)
-    service = InferService(backend, PerfTracker())
+    service = InferService(_handler(backend))
     stream = FakeStream(_request())
 
     await service.handle(stream)  # type: ignore[arg-type]
@@ -139,7 +146,7 @@ async def test_each_frame_is_written_at_once_when_the_client_keeps_up():
 @pytest.mark.anyio
 async def test_a_client_gone_mid_answer_closes_the_backend_stream():
     backend = FakeBackend(chunks=40, chunk_delay_sec=0.005)
-    service = InferService(backend, PerfTracker())
+    service = InferService(_handler(backend))
     stream = FakeStream(_request(), fail_write=2)
 
     with trio.fail_after(10):
@@ -154,7 +161,7 @@ async def test_a_client_gone_mid_answer_closes_the_backend_stream():
 @pytest.mark.anyio
 async def test_a_whole_answer_is_one_write():
     backend = FakeBackend()
-    service = InferService(backend, PerfTracker())
+    service = InferService(_handler(backend))
     stream = FakeStream(
         InferRequest(request_id="w2", model="fake-model", body={"messages": [{"role": "user", "content": "x"}]})
     )

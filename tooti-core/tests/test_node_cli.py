@@ -9,7 +9,7 @@ import sys
 import yaml
 from typer.testing import CliRunner
 
-from tooti.cli.app import app
+from tooti.cli.root import app
 
 
 def _closed_port():
@@ -48,6 +48,6 @@ def test_node_id_is_stable_and_uses_the_configured_key(tmp_path, monkeypatch):
 
 
 def test_help_does_not_import_libp2p():
-    code = "import sys; from tooti.cli.app import app; print('libp2p' in sys.modules, 'trio' in sys.modules)"
+    code = "import sys; from tooti.cli.root import app; print('libp2p' in sys.modules, 'trio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[0] == "False"

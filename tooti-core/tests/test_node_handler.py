@@ -1,4 +1,4 @@
-"""Unit tests of tooti.node.handler, tooti.node.local and tooti.wire.errors with a tiny fake backend."""
+"""Unit tests of tooti.node.handler, tooti.node.local and tooti.wire.error_codes with a tiny fake backend."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from tooti.network import Network
 from tooti.node.handler import handle_request
 from tooti.node.local import LocalNetwork
 from tooti.node.perf import PerfTracker
-from tooti.wire.errors import NodeUnauthorized, error_from_frame, error_to_frame
+from tooti.wire.error_codes import NodeUnauthorized, error_from_frame, error_to_frame
 from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, InferRequest, ResultFrame, UsageFrame
 
 

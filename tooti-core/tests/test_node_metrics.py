@@ -10,7 +10,7 @@ import trio
 
 from tooti.config.model import Config, ListenSection, MetricsSection, NodeSection
 from tooti.node.agent import run_node
-from tooti.p2p.keys import generate_identity
+from tooti.p2p.identity import generate_identity
 from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
 from tooti.testing import FakeBackend
 from tooti.wire.infer import Done, InferRequest

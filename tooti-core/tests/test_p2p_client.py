@@ -12,7 +12,7 @@ from tooti.errors import BackendUnavailable
 from tooti.network import Network
 from tooti.node.agent import run_node
 from tooti.p2p.bridge import TrioThread
-from tooti.p2p.client import P2PNetwork
+from tooti.p2p.p2p_network import P2PNetwork
 from tooti.p2p.runtime import RuntimeSettings
 from tooti.testing import FakeBackend
 from tooti.wire.infer import ChunkFrame, Done, InferRequest

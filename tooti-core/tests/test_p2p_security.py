@@ -11,7 +11,7 @@ import trio
 from tooti.config.model import Config, HeartbeatSection, ListenSection, NodeSection
 from tooti.node.agent import run_node
 from tooti.p2p.heartbeat import HEARTBEAT_TOPIC, Heartbeat, encode_heartbeat
-from tooti.p2p.keys import generate_identity, peer_id_of
+from tooti.p2p.identity import generate_identity, peer_id_of
 from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
 from tooti.p2p.safestream import open_stream, reset_stream
 from tooti.testing import FakeBackend

@@ -25,7 +25,7 @@ from tooti.p2p.framing import (
     encode_frame,
 )
 from tooti.p2p.heartbeat import MAX_HEARTBEAT_BYTES, Heartbeat, HeartbeatError, decode_heartbeat, encode_heartbeat
-from tooti.p2p.keys import load_or_create_identity, peer_id_of, read_identity, to_go_format
+from tooti.p2p.identity import load_or_create_identity, peer_id_of, read_identity, to_go_format
 from tooti.p2p.registry import Registry
 from tooti.wire.infer import ChunkFrame, Done, InferRequest
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tooti.cli.app import app, main
+from tooti.cli.root import app, main
 
 __all__ = ["app", "main"]

@@ -57,7 +57,7 @@ def hash_key_command(
 ) -> None:
     """Print the sha256 hash of an API key read from stdin (or of a new key) for gateway.api_key_hashes."""
     from tooti.cli._common import err_console, fail
-    from tooti.gateway.keys import generate_key, hash_key
+    from tooti.gateway.api_keys import generate_key, hash_key
 
     if generate or sys.stdin.isatty():
         key = generate_key()

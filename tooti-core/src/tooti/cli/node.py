@@ -46,7 +46,7 @@ def node_id(
     """Print the node's peer id (creating its identity key if it does not exist yet)."""
     from tooti.cli._common import fail
     from tooti.errors import TootiError
-    from tooti.p2p.keys import load_or_create_identity, peer_id_of
+    from tooti.p2p.identity import load_or_create_identity, peer_id_of
 
     if key_file is not None:
         path = key_file.expanduser()
@@ -132,7 +132,7 @@ async def _status(config: Config, path: Path) -> None:
     from tooti.node.announce import advertised_models
     from tooti.node.hardware import detect_hardware
     from tooti.node.launch import build_backend
-    from tooti.p2p.keys import peer_id_of, read_identity
+    from tooti.p2p.identity import peer_id_of, read_identity
 
     backend = build_backend(config, source=str(path))
     identity = _identity_path(config)

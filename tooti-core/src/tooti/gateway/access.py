@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tooti.gateway.errors import ApiError
-from tooti.gateway.keys import KeyRing
+from tooti.gateway.api_errors import ApiError
+from tooti.gateway.api_keys import KeyRing
 from tooti.gateway.ratelimit import RateLimiter
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ from litestar.openapi import OpenAPIConfig
 
 from tooti import __version__
 from tooti.gateway.access import AccessControl
+from tooti.gateway.api_errors import exception_handlers
 from tooti.gateway.context import context_middleware_factory
-from tooti.gateway.errors import exception_handlers
 from tooti.gateway.metrics import GatewayMetrics
 from tooti.gateway.routes.catalog import get_model, list_models, list_nodes
 from tooti.gateway.routes.inference import chat_completions, completions, embeddings

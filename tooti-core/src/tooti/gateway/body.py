@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from tooti.gateway.errors import ApiError
+from tooti.gateway.api_errors import ApiError
 from tooti.wire.infer import RequestKind
 
 __all__ = ["ParsedBody", "parse_body", "upstream_body", "upstream_streams"]

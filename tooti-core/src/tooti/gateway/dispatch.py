@@ -23,9 +23,9 @@ from tooti.errors import (
     ModelNotFound,
     UpstreamError,
 )
+from tooti.gateway.api_errors import ApiError
 from tooti.gateway.body import upstream_body, upstream_streams
-from tooti.gateway.errors import ApiError
-from tooti.wire.errors import error_from_frame
+from tooti.wire.error_codes import error_from_frame
 from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, InferRequest, ResponseFrame
 
 if TYPE_CHECKING:

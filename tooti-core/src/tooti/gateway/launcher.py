@@ -28,7 +28,7 @@ from tooti.gateway.server import ServerThread
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tooti.p2p.client import P2PNetwork
+    from tooti.p2p.p2p_network import P2PNetwork
 
 __all__ = ["MODEL_ALIAS", "LocalUp", "NodeProcess", "UpError", "managed_smollm2", "node_config", "snippets"]
 

@@ -1,4 +1,4 @@
-"""The real network for ``tooti gateway start``: libp2p through :class:`tooti.p2p.client.P2PNetwork`.
+"""The real network for ``tooti gateway start``: libp2p through :class:`tooti.p2p.p2p_network.P2PNetwork`.
 
 Kept apart from :func:`tooti.gateway.create_app`, which takes any :class:`tooti.network.Network`, so
 tests and embedders can inject another one; here the p2p runtime is started and stopped by the app's
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from tooti.config.model import Config
     from tooti.gateway.app import Lifespan
-    from tooti.p2p.client import P2PNetwork
+    from tooti.p2p.p2p_network import P2PNetwork
 
 __all__ = ["p2p_network"]
 
@@ -34,7 +34,7 @@ def p2p_network(config: Config, *, identity_file: Path | None = None) -> tuple[P
         identity_file: the gateway's own key file, for a stable peer id (nodes may allow-list
             it); default a fresh identity per start. Never the node's key file.
     """
-    from tooti.p2p.client import P2PNetwork
+    from tooti.p2p.p2p_network import P2PNetwork
 
     network = P2PNetwork.from_config(config, identity_file=identity_file)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tooti.gateway.errors import ApiError
+from tooti.gateway.api_errors import ApiError
 from tooti.routing.preferences import PreferenceError, parse_preferences
 
 if TYPE_CHECKING:

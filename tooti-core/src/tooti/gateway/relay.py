@@ -21,8 +21,8 @@ import anyio
 import msgspec
 
 from tooti.errors import BackendError, BackendTimeout, MalformedResponse, UpstreamError
-from tooti.gateway.errors import error_body, from_backend_error
-from tooti.wire.errors import error_from_frame
+from tooti.gateway.api_errors import error_body, from_backend_error
+from tooti.wire.error_codes import error_from_frame
 from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, ResponseFrame, ResultFrame, UsageFrame
 
 if TYPE_CHECKING:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tooti.gateway.api_errors import ApiError
 from tooti.gateway.candidates import ModelMemory, ServedNames, build_candidates
-from tooti.gateway.errors import ApiError
 from tooti.gateway.observations import Observations
 from tooti.gateway.strategies import StrategyResolver, UnknownStrategy
 from tooti.routing.eligibility import eligible

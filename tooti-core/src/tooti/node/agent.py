@@ -17,19 +17,23 @@ import trio
 from tooti.config import default_identity_file
 from tooti.errors import BackendError, TootiError
 from tooti.node.announce import advertised_models, build_heartbeat
+from tooti.node.handler import handle_request
 from tooti.node.hardware import detect_hardware
 from tooti.node.perf import PerfTracker
 from tooti.p2p.heartbeat import HeartbeatError, encode_heartbeat
+from tooti.p2p.identity import load_or_create_identity
 from tooti.p2p.infer_server import InferService
-from tooti.p2p.keys import load_or_create_identity
 from tooti.p2p.runtime import P2PRuntime, settings_from_config
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from trio_typing import TaskStatus
 
     from tooti.backends.protocol import InferenceBackend, LoadSnapshot
     from tooti.config.model import Config
     from tooti.network import AdvertisedModel
+    from tooti.wire.infer import InferRequest, ResponseFrame
 
 __all__ = ["NodeStarted", "UnhealthyBackend", "run_node"]
 
@@ -52,6 +56,7 @@ class NodeStarted:
     models: list[AdvertisedModel]
     runtime: P2PRuntime
     service: InferService
+    perf: PerfTracker
     metrics_port: int | None = None
 
 
@@ -77,7 +82,12 @@ async def _load(backend: InferenceBackend) -> LoadSnapshot:
 
 
 async def _heartbeat_loop(
-    runtime: P2PRuntime, backend: InferenceBackend, service: InferService, config: Config, models: list[AdvertisedModel]
+    runtime: P2PRuntime,
+    backend: InferenceBackend,
+    service: InferService,
+    perf: PerfTracker,
+    config: Config,
+    models: list[AdvertisedModel],
 ) -> None:
     hardware, started = detect_hardware(), time.monotonic()
     while True:
@@ -87,7 +97,7 @@ async def _heartbeat_loop(
             models=models,
             load=await _load(backend),
             node_in_flight=service.in_flight,
-            perf=service.perf,
+            perf=perf,
             region=config.node.region,
             hardware=hardware,
             addrs=runtime.listen_addrs(),
@@ -123,26 +133,30 @@ async def run_node(
     models = await _check_backend(backend, config)
     key_file = Path(config.node.identity_key_file or default_identity_file()).expanduser()
     key_pair = load_or_create_identity(key_file)
+    perf = PerfTracker()
+
+    def handler(request: InferRequest) -> AsyncIterator[ResponseFrame]:
+        return handle_request(backend, request, perf=perf)
+
     service = InferService(
-        backend,
-        PerfTracker(),
+        handler,
         allowed_peers=config.node.allowed_gateway_peers,
         max_concurrent=config.node.max_concurrent_requests,
     )
     runtime = P2PRuntime(key_pair, settings_from_config(config), service=service)
     metrics = None
     if config.metrics.enabled:
-        from tooti.node.metrics import start_metrics_server
+        from tooti.node.prometheus_endpoint import start_metrics_server
 
-        metrics = start_metrics_server(config.metrics.listen, service, runtime)
+        metrics = start_metrics_server(config.metrics.listen, service, perf, runtime)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
-            nursery.start_soon(_heartbeat_loop, runtime, backend, service, config, models)
+            nursery.start_soon(_heartbeat_loop, runtime, backend, service, perf, config, models)
             nursery.start_soon(_provide_loop, runtime, models)
             port = metrics.server_port if metrics is not None else None
             task_status.started(
-                NodeStarted(runtime.peer_id, runtime.listen_addrs(), models, runtime, service, metrics_port=port)
+                NodeStarted(runtime.peer_id, runtime.listen_addrs(), models, runtime, service, perf, metrics_port=port)
             )
     finally:
         if metrics is not None:

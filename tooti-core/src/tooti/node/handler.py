@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from tooti._aio import closing_iter
 from tooti.errors import BackendBadRequest, BackendError, BackendTimeout
-from tooti.node._aio import closing_iter
-from tooti.wire.errors import error_to_frame
+from tooti.wire.error_codes import error_to_frame
 from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, InferRequest, ResponseFrame, ResultFrame, UsageFrame
 
 if TYPE_CHECKING:

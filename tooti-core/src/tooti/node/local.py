@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from tooti._aio import closing_iter
 from tooti.errors import BackendUnavailable, MalformedResponse
 from tooti.network import AdvertisedModel, NodeView
-from tooti.node._aio import closing_iter
 from tooti.node.handler import handle_request
 from tooti.node.perf import PerfTracker
 from tooti.wire.infer import Done, ErrorFrame, InferRequest, ResponseFrame

@@ -1,8 +1,8 @@
 """One-time process setup around importing libp2p: the private DHT protocol id and logging.
 
-Bug 6 of py-libp2p 0.8.1: ``KadDHT(protocol_prefix=...)`` is ignored on the wire because modules
-import ``PROTOCOL_ID`` by value, so every module's copy is patched before any ``KadDHT`` exists.
-Bug 13: ``import libp2p`` clears the ``libp2p`` logger and stops propagation; we restore it so
+py-libp2p 0.8.1 bug 6 (numbered list in docs/p2p.md): ``KadDHT(protocol_prefix=...)`` is ignored on
+the wire because modules import ``PROTOCOL_ID`` by value, so every module's copy is patched before any
+``KadDHT`` exists. Bug 8 there: ``import libp2p`` clears the ``libp2p`` logger and stops propagation; we restore it so
 libp2p warnings reach the application's handlers. Re-check the module list when the pin moves.
 """
 

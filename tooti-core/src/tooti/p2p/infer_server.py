@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 import trio
 
-from tooti.node._aio import closing_iter
-from tooti.node.handler import handle_request
+from tooti._aio import closing_iter
 from tooti.p2p.framing import (
     MAX_REQUEST_FRAME,
     MAX_RESPONSE_FRAME,
@@ -36,13 +35,14 @@ from tooti.p2p.safestream import close_stream, reset_stream
 from tooti.wire.infer import Done, ErrorFrame, ResponseFrame
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import AsyncIterator, Callable, Iterable
 
     from libp2p.abc import INetStream
 
-    from tooti.backends.protocol import InferenceBackend
-    from tooti.node.perf import PerfTracker
     from tooti.wire.infer import InferRequest
+
+    RequestHandler = Callable[[InferRequest], AsyncIterator[ResponseFrame]]
+    """Answers one request as response frames ending with Done or an ErrorFrame; never raises."""
 
 __all__ = ["InferService"]
 
@@ -75,21 +75,22 @@ class _Malformed(Exception):
 
 
 class InferService:
-    """Serves inference streams from one backend.
+    """Serves inference streams with a request handler the node agent supplies.
 
-    Counters (``served``, ``rejected``, ``malformed``, ``cancelled``) are for tests and status output.
+    The handler is the node's application code (:func:`tooti.node.handler.handle_request` bound to a
+    backend); taking it as a parameter keeps ``tooti.p2p`` free of imports from ``tooti.node``, so the
+    transport depends on nothing above it. Counters (``served``, ``rejected``, ``malformed``,
+    ``cancelled``) are for tests and status output.
     """
 
     def __init__(
         self,
-        backend: InferenceBackend,
-        perf: PerfTracker,
+        handler: RequestHandler,
         *,
         allowed_peers: Iterable[str] = (),
         max_concurrent: int = 16,
     ) -> None:
-        self.backend = backend
-        self.perf = perf
+        self.handler = handler
         self.allowed = frozenset(allowed_peers)
         self.max_concurrent = max_concurrent
         self.in_flight = 0
@@ -201,7 +202,7 @@ class InferService:
         """Read the backend's frames into ``send`` until the answer ends or the client is gone."""
         async with send:
             with body:
-                async with closing_iter(handle_request(self.backend, request, perf=self.perf)) as frames:
+                async with closing_iter(self.handler(request)) as frames:
                     async for frame in frames:
                         if inbox.reset.is_set():
                             break  # close the backend stream between chunks, not mid-read

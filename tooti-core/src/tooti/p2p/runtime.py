@@ -214,7 +214,7 @@ class P2PRuntime:
                 try:
                     await self._serve(task_status)
                 finally:
-                    # Bug 5: leaving run() without host.close() leaks the listener.
+                    # py-libp2p bug 5 (docs/p2p.md): leaving run() without host.close() leaks the listener.
                     self._nursery = None
                     with trio.CancelScope(shield=True), trio.move_on_after(5):
                         await self.host.close()
@@ -297,7 +297,7 @@ class P2PRuntime:
         failure: Exception | None = None
         done = False
         with trio.move_on_after(timeout) as scope:
-            scope.shield = True  # a cancelled dial can wreck the swarm's state (bug 1's cousin)
+            scope.shield = True  # a cancelled dial can wreck the swarm's state (like py-libp2p bug 1, docs/p2p.md)
             try:
                 await self.host.connect(info)
                 done = True

@@ -1,4 +1,4 @@
-"""Cancellation-safe stream open and close (py-libp2p 0.8.1 bugs 1 and 2).
+"""Cancellation-safe stream open and close (py-libp2p 0.8.1 bugs 1 and 2, numbered in docs/p2p.md).
 
 Cancelling a task inside ``host.new_stream()`` tears down the whole connection, and cancelling inside
 a yamux ``stream.close()`` leaves a zombie connection. Both calls therefore run shielded with their

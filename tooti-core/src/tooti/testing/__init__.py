@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from tooti.testing.fake import FakeBackend, FakeCall, FakeConfig, FakeStream
-from tooti.testing.host import backend_plugin, make_plugin_host, router_plugin
+from tooti.testing.plugin_hosts import backend_plugin, make_plugin_host, router_plugin
 
 __all__ = [
     "FakeBackend",

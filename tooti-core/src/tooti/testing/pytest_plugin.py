@@ -32,6 +32,6 @@ def fake_backend() -> FakeBackend:
 @pytest.fixture
 def plugin_host() -> PluginHost:
     """A plugin host that sees only the fake backend and the built-in router."""
-    from tooti.testing.host import make_plugin_host
+    from tooti.testing.plugin_hosts import make_plugin_host
 
     return make_plugin_host()

@@ -8,8 +8,8 @@ from litestar import Request, get
 from litestar.params import FromPath
 
 from tooti.gateway.access import access_guard
-from tooti.gateway.catalog import model_list, node_table
-from tooti.gateway.errors import ApiError
+from tooti.gateway.api_errors import ApiError
+from tooti.gateway.network_catalog import model_list, node_table
 from tooti.gateway.state import gateway_of
 
 __all__ = ["get_model", "list_models", "list_nodes"]

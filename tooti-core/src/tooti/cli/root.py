@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tooti.cli import gateway as gateway_cmd
-from tooti.cli import network as network_cmd
+from tooti.cli import network_cmd
 from tooti.cli import node as node_cmd
 from tooti.cli import plugins as plugins_cmd
 from tooti.cli import up as up_cmd

@@ -72,7 +72,7 @@ class P2PNetwork:
 
     def _start_blocking(self) -> None:
         from tooti.p2p.bridge import TrioThread
-        from tooti.p2p.keys import generate_identity, load_or_create_identity
+        from tooti.p2p.identity import generate_identity, load_or_create_identity
         from tooti.p2p.runtime import P2PRuntime
 
         if self._key_pair is None:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from prometheus_client.metrics_core import Metric
 
+    from tooti.node.perf import PerfTracker
     from tooti.p2p.infer_server import InferService
     from tooti.p2p.runtime import P2PRuntime
 
@@ -27,8 +28,9 @@ log = logging.getLogger(__name__)
 class NodeCollector:
     """Exposes ``tooti_node_*`` metrics of one node."""
 
-    def __init__(self, service: InferService, runtime: P2PRuntime) -> None:
+    def __init__(self, service: InferService, perf: PerfTracker, runtime: P2PRuntime) -> None:
         self.service = service
+        self.perf = perf
         self.runtime = runtime
 
     def collect(self) -> Iterator[Metric]:
@@ -46,11 +48,11 @@ class NodeCollector:
         ):
             requests.add_metric([outcome], value)
         yield requests
-        if s.perf.ttft_ms is not None:
-            yield GaugeMetricFamily("tooti_node_ttft_ms", "EMA of time to first token (ms)", value=s.perf.ttft_ms)
-        if s.perf.tokens_per_s is not None:
+        if self.perf.ttft_ms is not None:
+            yield GaugeMetricFamily("tooti_node_ttft_ms", "EMA of time to first token (ms)", value=self.perf.ttft_ms)
+        if self.perf.tokens_per_s is not None:
             yield GaugeMetricFamily(
-                "tooti_node_decode_tokens_per_second", "EMA of decode speed", value=s.perf.tokens_per_s
+                "tooti_node_decode_tokens_per_second", "EMA of decode speed", value=self.perf.tokens_per_s
             )
         registry = self.runtime.registry
         yield GaugeMetricFamily("tooti_node_known_nodes", "Other live nodes heard", value=len(registry.snapshot()))
@@ -59,13 +61,13 @@ class NodeCollector:
         )
 
 
-def start_metrics_server(listen: str, service: InferService, runtime: P2PRuntime) -> WSGIServer:
+def start_metrics_server(listen: str, service: InferService, perf: PerfTracker, runtime: P2PRuntime) -> WSGIServer:
     """Serve ``/metrics`` on ``HOST:PORT`` in a daemon thread; call ``shutdown()`` on the result to stop."""
     from prometheus_client import CollectorRegistry, start_http_server
 
     host, _, port = listen.rpartition(":")
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(NodeCollector(service, runtime))
+    registry.register(NodeCollector(service, perf, runtime))
     server, _thread = start_http_server(int(port), addr=host, registry=registry)
     log.info("metrics on http://%s:%s/metrics", host, server.server_port)
     return server
