@@ -17,7 +17,7 @@ from tooti_backend_llamacpp.managed import ManagedLlamaServer
 if TYPE_CHECKING:
     import httpx
 
-    from tooti.backends.protocol import BackendSettings
+    from tooti.backends.protocol import BackendSettings, Endpoint
 
 __all__ = ["LlamaCppBackend"]
 
@@ -31,6 +31,8 @@ class LlamaCppBackend(OpenAICompatBackend):
     name: ClassVar[str] = "llamacpp"
     config_type: ClassVar[type[msgspec.Struct]] = LlamaCppConfig
     server_name: ClassVar[str] = "llama.cpp"
+    native_endpoints: ClassVar[frozenset[Endpoint]] = frozenset({"chat", "completion", "embeddings", "responses"})
+    """llama-server has its own ``/v1/responses`` (plain and streamed), so it is passed through."""
 
     def __init__(
         self, settings: BackendSettings, config: LlamaCppConfig, *, transport: httpx.AsyncBaseTransport | None = None

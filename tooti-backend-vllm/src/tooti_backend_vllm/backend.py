@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import httpx
     import msgspec
 
-    from tooti.backends.protocol import BackendSettings
+    from tooti.backends.protocol import BackendSettings, Endpoint
 
 __all__ = ["KV_CACHE_METRICS", "VllmBackend"]
 
@@ -27,6 +27,8 @@ class VllmBackend(OpenAICompatBackend):
     name: ClassVar[str] = "vllm"
     config_type: ClassVar[type[msgspec.Struct]] = VllmConfig
     server_name: ClassVar[str] = "vLLM"
+    native_endpoints: ClassVar[frozenset[Endpoint]] = frozenset({"chat", "completion", "embeddings", "responses"})
+    """vLLM's OpenAI server has its own ``/v1/responses``, so it is passed through."""
 
     def __init__(
         self, settings: BackendSettings, config: VllmConfig, *, transport: httpx.AsyncBaseTransport | None = None

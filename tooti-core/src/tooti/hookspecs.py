@@ -23,8 +23,12 @@ if TYPE_CHECKING:
 
 __all__ = ["TOOTI_HOOK_API", "tooti_register_backends", "tooti_register_routers"]
 
-TOOTI_HOOK_API = 1
-"""Version of this hook API. Bumped only when a hook changes incompatibly."""
+TOOTI_HOOK_API = 2
+"""Version of this hook API, bumped when a hook or a registered class's contract changes.
+
+2: backends may declare ``native_endpoints`` (adding ``"responses"`` requires ``responses`` and
+``responses_stream``) and may implement ``completion_stream``; both optional, so version-1
+backends keep working (the node translates ``/v1/responses`` to chat for them)."""
 
 
 # -------------------------------------------------------------------------------------------------

@@ -21,11 +21,12 @@ if TYPE_CHECKING:
 
     import httpx
 
-    from tooti.backends.protocol import BackendHealth, BackendSettings, JSONObject
+    from tooti.backends.protocol import BackendHealth, BackendSettings, Endpoint, JSONObject
 
 __all__ = ["OpenAICompatBackend", "non_stream_body", "stream_body"]
 
 DONE = "[DONE]"
+_TERMINAL_RESPONSE_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
 def stream_body(body: JSONObject) -> JSONObject:
@@ -59,7 +60,10 @@ class OpenAICompatBackend:
     chat_path: ClassVar[str] = "/v1/chat/completions"
     completion_path: ClassVar[str] = "/v1/completions"
     embeddings_path: ClassVar[str] = "/v1/embeddings"
+    responses_path: ClassVar[str] = "/v1/responses"
     models_path: ClassVar[str] = "/v1/models"
+    native_endpoints: ClassVar[frozenset[Endpoint]] = frozenset({"chat", "completion", "embeddings"})
+    """What the server serves itself; a subclass adds ``"responses"`` when its server has ``/v1/responses``."""
 
     def __init__(
         self,
@@ -90,9 +94,55 @@ class OpenAICompatBackend:
         """POST a non-streamed legacy completion."""
         return await self._post(self.completion_path, non_stream_body(body), "choices")
 
+    def completion_stream(self, body: JSONObject) -> AsyncIterator[JSONObject]:
+        """POST a streamed legacy completion and yield its ``text_completion`` chunks until ``[DONE]``."""
+        return self._sse(self.completion_path, stream_body(body))
+
     async def embeddings(self, body: JSONObject) -> JSONObject:
         """POST an embeddings request."""
         return await self._post(self.embeddings_path, dict(body), "data")
+
+    async def responses(self, body: JSONObject) -> JSONObject:
+        """POST a non-streamed Responses API request (only for servers with ``"responses"`` native)."""
+        body = {**body, "stream": False}
+        body.pop("stream_options", None)
+        return await self._post(self.responses_path, body, "output")
+
+    async def responses_stream(self, body: JSONObject) -> AsyncIterator[JSONObject]:
+        """POST a streamed Responses API request and yield its events until the terminal one.
+
+        The Responses stream has no ``[DONE]``: it is complete when ``response.completed``,
+        ``response.incomplete`` or ``response.failed`` arrived; an ``error`` event raises.
+        """
+        lines, events = LineSplitter(), SSEDecoder()
+        ended = False
+        async with (
+            self.http.stream("POST", self.responses_path, json={**body, "stream": True}) as response,
+            self.http.body(response) as chunks,
+        ):
+            async for raw in chunks:
+                for data in _events(lines.feed(raw), events):
+                    event = self._response_event(data)
+                    if event is not None:
+                        ended = ended or event.get("type") in _TERMINAL_RESPONSE_EVENTS
+                        yield event
+            for data in _events(lines.flush(), events, final=True):
+                event = self._response_event(data)
+                if event is not None:
+                    ended = ended or event.get("type") in _TERMINAL_RESPONSE_EVENTS
+                    yield event
+        if not ended:
+            raise MalformedResponse(f"{self.server_name} Responses stream ended before response.completed")
+
+    def _response_event(self, data: str) -> JSONObject | None:
+        if data.strip() == DONE:
+            return None
+        event = decode_json_object(data, what=f"{self.server_name} Responses stream event")
+        if event.get("type") == "error" or (event.get("error") and not isinstance(event.get("type"), str)):
+            raise error_for_payload(event if "error" in event else {"error": event}, server=self.server_name)
+        if not isinstance(event.get("type"), str):
+            raise MalformedResponse(f"{self.server_name} Responses stream event lacks a 'type'")
+        return event
 
     async def aclose(self) -> None:
         """Close pooled connections."""
@@ -130,7 +180,7 @@ class OpenAICompatBackend:
         if not done:
             raise MalformedResponse(f"{self.server_name} stream ended without [DONE]: the answer is incomplete")
 
-    def _chunk(self, data: str) -> JSONObject:
+    def _chunk(self, data: str) -> JSONObject:  # chat and legacy-completion chunks alike
         chunk = decode_json_object(data, what=f"{self.server_name} stream event")
         if "error" in chunk:
             raise error_for_payload(chunk, server=self.server_name)

@@ -8,7 +8,7 @@ only what its server's dialect needs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, runtime_checkable
 
 import msgspec
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BackendHealth",
     "BackendSettings",
+    "Endpoint",
     "InferenceBackend",
     "JSONObject",
     "LoadSnapshot",
@@ -26,6 +27,10 @@ __all__ = [
 
 JSONObject = dict[str, Any]
 """An OpenAI request or response body, as decoded JSON."""
+
+Endpoint = Literal["chat", "completion", "embeddings", "responses"]
+"""An OpenAI API endpoint a request is for (``/v1/chat/completions``, ``/v1/completions``,
+``/v1/embeddings``, ``/v1/responses``)."""
 
 
 class BackendSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -80,6 +85,15 @@ class InferenceBackend(Protocol):
         name: the entry-point name users write as ``backend.type`` (e.g. ``"llamacpp"``).
         config_type: the msgspec struct of the plugin's own ``backends.<name>`` config section.
         from_config: builds an instance; must not do I/O (call :meth:`start` for that).
+
+    Optional members (hook API 2; read with :func:`tooti.backends.endpoints.native_endpoints`,
+    so backends written for hook API 1 keep working):
+        native_endpoints: ``ClassVar[frozenset[Endpoint]]``, the endpoints the *server* serves
+            itself. Default ``{"chat", "completion", "embeddings"}``. With ``"responses"`` in it the
+            backend must implement ``responses(body)`` and ``responses_stream(body)`` (Responses API
+            objects and stream events); without it the node translates ``/v1/responses`` to chat.
+        completion_stream(body): stream a legacy completion as ``text_completion`` chunks, token by
+            token; without it a streamed completion is answered in one piece.
     """
 
     name: ClassVar[str]

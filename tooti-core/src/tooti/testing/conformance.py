@@ -13,6 +13,10 @@ Subclass :class:`BackendConformance` in a test module and override the ``backend
             yield b
             await b.aclose()
 
+The suite also covers what hook API 2 added: ``native_endpoints`` must be consistent with the
+methods a backend has, ``/v1/responses`` works through :mod:`tooti.backends.endpoints` (natively or
+translated to chat), and ``completion_stream`` (when present) yields tokens one by one.
+
 Knobs (class attributes) tune sizes and limits; :meth:`BackendConformance.tokens_generated` lets a
 suite prove that cancelling a stream stopped generation on the server. The ``dead_backend``
 fixture points a fresh instance of the same class at a closed loopback port; override it when the
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import anyio
 import pytest
 
+from tooti.backends.endpoints import create_response, native_endpoints, stream_completion, stream_response
 from tooti.backends.protocol import BackendHealth, BackendSettings, InferenceBackend, LoadSnapshot, ModelInfo
 from tooti.errors import BackendUnavailable
 
@@ -206,6 +211,63 @@ class BackendConformance:
                 tg.start_soon(one)
         assert len(results) == 2
         assert all(r and r[-1].get("usage") for r in results)
+
+    async def test_native_endpoints_are_declared_consistently(self, backend: InferenceBackend) -> None:
+        declared = native_endpoints(backend)
+        assert declared <= {"chat", "completion", "embeddings", "responses"}
+        assert "chat" in declared, "chat is what every other endpoint falls back to"
+        if "responses" in declared:
+            assert callable(getattr(backend, "responses", None)), "'responses' is native but responses() is missing"
+            assert callable(getattr(backend, "responses_stream", None)), "responses_stream() is missing"
+
+    def responses_body(self, model: str, **extra: Any) -> JSONObject:
+        """A small Responses API request."""
+        return {
+            "model": model,
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "Name three colours."}]}],
+            "instructions": "Answer briefly.",
+            "max_output_tokens": self.chat_max_tokens,
+            "temperature": 0,
+            **extra,
+        }
+
+    async def test_responses(self, backend: InferenceBackend, model: str) -> None:
+        """``/v1/responses``: passed through when native, translated through chat otherwise."""
+        with anyio.fail_after(self.timeout_sec):
+            reply = await create_response(backend, self.responses_body(model))
+        assert reply["object"] == "response"
+        assert reply["status"] in {"completed", "incomplete"}
+        texts = [
+            part["text"]
+            for item in reply["output"]
+            if item["type"] == "message"
+            for part in item["content"]
+            if part["type"] == "output_text"
+        ]
+        assert texts
+        assert 0 < reply["usage"]["output_tokens"] <= self.chat_max_tokens
+
+    async def test_responses_stream_events(self, backend: InferenceBackend, model: str) -> None:
+        with anyio.fail_after(self.timeout_sec):
+            events = await _collect(stream_response(backend, self.responses_body(model)))
+        kinds = [e["type"] for e in events]
+        assert kinds[0] == "response.created"
+        assert kinds[-1] in {"response.completed", "response.incomplete"}
+        assert kinds.count(kinds[-1]) == 1
+        deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+        assert deltas, "no text delta"
+        assert kinds.index("response.output_text.delta") < kinds.index("response.output_text.done")
+        done = next(e for e in events if e["type"] == "response.output_text.done")
+        assert done["text"] == "".join(d["delta"] for d in deltas)
+
+    async def test_completion_stream_chunks(self, backend: InferenceBackend, model: str) -> None:
+        body = {"model": model, "prompt": "Once upon a time", "max_tokens": self.chat_max_tokens, "temperature": 0}
+        with anyio.fail_after(self.timeout_sec):
+            chunks = await _collect(stream_completion(backend, body))
+        texts = [c["choices"][0].get("text") for c in chunks if c.get("choices")]
+        assert any(texts)
+        if callable(getattr(backend, "completion_stream", None)):
+            assert sum(1 for t in texts if t) > 1, "completion_stream() must yield tokens as they come"
 
     async def test_dead_server_is_unavailable(self, dead_backend: InferenceBackend, model: str) -> None:
         with anyio.fail_after(self.timeout_sec):

@@ -41,6 +41,8 @@ class EchoBackend:
 
     name: ClassVar[str] = "echo"
     config_type: ClassVar[type[msgspec.Struct]] = EchoConfig
+    native_endpoints: ClassVar[frozenset[str]] = frozenset({"chat", "completion", "embeddings"})
+    """Hook API 2: no native ``/v1/responses``, so the node translates it to :meth:`chat`."""
 
     def __init__(self, config: EchoConfig) -> None:
         self.config = config
