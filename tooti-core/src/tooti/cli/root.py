@@ -8,10 +8,12 @@ from typing import Annotated
 import typer
 
 from tooti.cli import gateway as gateway_cmd
+from tooti.cli import keys as keys_cmd
 from tooti.cli import network_cmd
 from tooti.cli import node as node_cmd
 from tooti.cli import plugins as plugins_cmd
 from tooti.cli import up as up_cmd
+from tooti.cli import usage as usage_cmd
 
 app = typer.Typer(
     name="tooti",
@@ -25,6 +27,8 @@ app.add_typer(gateway_cmd.app, name="gateway")
 app.add_typer(network_cmd.app, name="network")
 app.add_typer(node_cmd.app, name="node")
 app.command("up")(up_cmd.up)
+app.add_typer(keys_cmd.app, name="keys")
+app.command("usage")(usage_cmd.usage)
 
 ConfigFile = Annotated[Path | None, typer.Option("--file", "-f", help="Config file (.yaml/.yml/.toml).")]
 

@@ -23,6 +23,7 @@ __all__ = [
     "NetworkSection",
     "NodeSection",
     "RoutingSection",
+    "StoreSection",
     "TimeoutsSection",
 ]
 
@@ -118,6 +119,27 @@ class TimeoutsSection(_Section):
     total_request_sec: Seconds = 300.0
 
 
+class StoreSection(_Section):
+    """The gateway's accounting store: API keys with budgets and limits, usage rows, receipts."""
+
+    enabled: bool = True
+    """Off: only ``gateway.api_key_hashes`` authenticate and nothing is metered or recorded."""
+    url: str | None = None
+    """``sqlite:///PATH`` or ``postgresql://user:pass@host/db``; ``None`` = SQLite ``$TOOTI_HOME/gateway.db``."""
+    default_reserve_tokens: Annotated[int, Meta(ge=1)] = 256
+    """Completion tokens reserved from a budget when a request sets no ``max_tokens``."""
+    key_refresh_sec: Annotated[float, Meta(gt=0, le=60)] = 2.0
+    """How often a gateway looks for new, revoked or rotated keys."""
+    flush_interval_sec: Annotated[float, Meta(gt=0, le=10)] = 0.25
+    """How often buffered usage rows and settlements are written."""
+    buffer_rows: Annotated[int, Meta(ge=100)] = 10_000
+    """Usage rows held while the database is slow; beyond this, rows are counted and dropped."""
+
+    def __post_init__(self) -> None:
+        if self.url is not None and not self.url.startswith(("sqlite:", "postgresql:", "postgresql+", "postgres:")):
+            raise ValueError("gateway.store.url must start with sqlite:/// or postgresql://")
+
+
 class GatewaySection(_Section):
     """The OpenAI-compatible HTTP gateway."""
 
@@ -131,6 +153,7 @@ class GatewaySection(_Section):
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
     log_content: bool = False
     """Log prompts and completions. Off by default; never enable on a shared gateway."""
+    store: StoreSection = msgspec.field(default_factory=StoreSection)
 
     def __post_init__(self) -> None:
         _check_host_port(self.listen, "gateway.listen")

@@ -1,0 +1,1 @@
+"""Alembic migrations of the accounting store (run by :mod:`tooti.accounting.migrate`, never by hand)."""

@@ -1,0 +1,1 @@
+"""Migration scripts, one per schema version, in order (``down_revision`` chains them)."""
