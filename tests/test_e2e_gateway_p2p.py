@@ -100,4 +100,4 @@ def test_metrics_count_received_heartbeats(network):
     found = re.search(r'^tooti_gateway_heartbeats_total\{result="accepted"\} (\S+)$', text, re.M)
     assert found is not None
     assert float(found.group(1)) >= 1
-    assert 'tooti_gateway_heartbeats_total{result="dropped"} 0.0' in text
+    assert 'tooti_gateway_heartbeats_total{result="invalid"} 0.0' in text

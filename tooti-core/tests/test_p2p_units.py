@@ -231,3 +231,25 @@ def test_unspecified_listen_address_becomes_interface_addresses():
     assert f"/ip4/127.0.0.1/tcp/4001/p2p/{PEER}" in out
     assert f"/ip4/10.1.2.3/tcp/4001/p2p/{PEER}" in out
     assert not any("0.0.0.0" in a or "/ip6/::/" in a for a in out)
+
+
+def test_a_node_learns_at_once_when_its_own_heartbeat_breaks_a_bound():
+    from tooti.p2p.heartbeat import HeartbeatError, encode_heartbeat
+
+    bad = Heartbeat(node_id=PEER, models=(AdvertisedModel(name="my model"),))  # a space is not allowed
+    with pytest.raises(HeartbeatError, match=r"models\[0\]\.name"):
+        encode_heartbeat(bad)
+    fine = Heartbeat(node_id=PEER, models=(AdvertisedModel(name="HuggingFaceTB/SmolLM2-135M-Instruct"),))
+    assert encode_heartbeat(fine)
+
+
+def test_rate_limit_allows_a_burst_then_the_steady_rate():
+    from tooti.p2p.heartbeat_rate import HeartbeatRateLimit
+
+    clock = _Clock()
+    limit = HeartbeatRateLimit(interval_sec=5.0, burst=3, clock=clock)
+    assert [limit.allow(b"p") for _ in range(4)] == [True, True, True, False]
+    assert limit.allow(b"q")  # buckets are per peer
+    clock.now += 1.0  # the steady rate is max(2 / 5 s, 1/s) = 1/s
+    assert limit.allow(b"p")
+    assert not limit.allow(b"p")

@@ -7,7 +7,7 @@ The gateway never touches libp2p or trio. It reads a registry snapshot with :met
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Protocol, runtime_checkable
 
 import msgspec
 
@@ -16,19 +16,34 @@ if TYPE_CHECKING:
 
     from tooti.wire.infer import InferRequest, ResponseFrame
 
-__all__ = ["AdvertisedModel", "Network", "NodeView"]
+__all__ = ["MAX_ALIASES", "MAX_PRICE_PER_1K", "AdvertisedModel", "ModelName", "Network", "NodeView"]
+
+MAX_ALIASES = 16
+"""Aliases one announced model may carry."""
+MAX_PRICE_PER_1K = 1000.0
+"""Highest price per 1K tokens a node may announce; anything above is absurd and the heartbeat is refused."""
+
+# Bounds a peer's announcement must respect, checked by msgspec (C code) while the heartbeat is decoded.
+# Names use a safe character set (no markup, quotes, spaces or control characters) because they end
+# up in HTML dashboards, metric labels and logs; `\Z` (not `$`) so a trailing newline is refused too.
+ModelName = Annotated[str, msgspec.Meta(pattern=r"\A[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}\Z")]
+"""A model name or alias: ``smollm2``, ``llama3.2:1b``, ``HuggingFaceTB/SmolLM2-135M-Instruct``."""
+_Label = Annotated[str, msgspec.Meta(pattern=r"\A([A-Za-z0-9][A-Za-z0-9._-]{0,63})?\Z")]
+_Digest = Annotated[str, msgspec.Meta(pattern=r"\A[A-Za-z0-9:._-]{1,160}\Z")]
+_Price = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_PRICE_PER_1K)]
+_Context = Annotated[int, msgspec.Meta(ge=1, le=100_000_000)]
 
 
 class AdvertisedModel(msgspec.Struct, kw_only=True, frozen=True):
-    """A model as a node announces it."""
+    """A model as a node announces it. Decoding enforces the bounds; constructing in code does not."""
 
-    name: str
-    aliases: tuple[str, ...] = ()
-    context_length: int | None = None
-    digest: str | None = None
-    backend: str = ""
-    price_in_per_1k: float | None = None
-    price_out_per_1k: float | None = None
+    name: ModelName
+    aliases: Annotated[tuple[ModelName, ...], msgspec.Meta(max_length=MAX_ALIASES)] = ()
+    context_length: _Context | None = None
+    digest: _Digest | None = None
+    backend: _Label = ""
+    price_in_per_1k: _Price | None = None
+    price_out_per_1k: _Price | None = None
 
 
 class NodeView(msgspec.Struct, kw_only=True, frozen=True):

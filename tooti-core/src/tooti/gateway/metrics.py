@@ -9,7 +9,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
     from prometheus_client.metrics_core import Metric
 
@@ -61,8 +61,8 @@ class GatewayMetrics:
         self.in_flight = Gauge("tooti_gateway_in_flight", "Requests being served now", registry=r)
         self.rate_limited = Counter("tooti_gateway_rate_limited", "Requests refused by the rate limit", registry=r)
 
-    def watch_heartbeats(self, counts: Callable[[], tuple[int, int]]) -> None:
-        """Expose the p2p layer's heartbeat counts (accepted, dropped), read at scrape time."""
+    def watch_heartbeats(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """Expose the p2p layer's heartbeat counts by result, read at scrape time."""
         self.registry.register(_HeartbeatCollector(counts))
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
@@ -76,14 +76,20 @@ class GatewayMetrics:
 
 
 class _HeartbeatCollector(Collector):
-    """``tooti_gateway_heartbeats_total{result}``: counts kept by the registry, not on the request path."""
+    """``tooti_gateway_heartbeats_total{result}``: counts kept by the registry, not on the request path.
 
-    def __init__(self, counts: Callable[[], tuple[int, int]]) -> None:
+    Results: ``accepted``, ``invalid`` (malformed, out of bounds, spoofed) and ``rate_limited``
+    (over the sender's heartbeat rate limit), each present from the start so alerts see zeros.
+    """
+
+    _RESULTS = ("accepted", "invalid", "rate_limited")
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
         self._counts = counts
 
     def collect(self) -> Iterator[Metric]:
-        accepted, dropped = self._counts()
+        counts = self._counts()
         family = CounterMetricFamily("tooti_gateway_heartbeats", "Heartbeats received, by result", labels=["result"])
-        family.add_metric(["accepted"], accepted)
-        family.add_metric(["dropped"], dropped)
+        for result in self._RESULTS:
+            family.add_metric([result], counts.get(result, 0))
         yield family

@@ -57,7 +57,9 @@ class NodeCollector:
         registry = self.runtime.registry
         yield GaugeMetricFamily("tooti_node_known_nodes", "Other live nodes heard", value=len(registry.snapshot()))
         yield CounterMetricFamily(
-            "tooti_node_heartbeats_dropped", "Heartbeats rejected (spoofed, malformed)", value=registry.dropped
+            "tooti_node_heartbeats_dropped",
+            "Heartbeats rejected (spoofed, malformed, out of bounds, over the rate limit)",
+            value=registry.dropped,
         )
 
 

@@ -134,12 +134,11 @@ class P2PNetwork:
         """Live nodes from the heartbeat registry; no I/O."""
         return self._require()[1].registry.snapshot()
 
-    def heartbeat_counts(self) -> tuple[int, int]:
-        """Heartbeats accepted and rejected so far; ``(0, 0)`` before start (read by the gateway's /metrics)."""
+    def heartbeat_counts(self) -> dict[str, int]:
+        """Heartbeats by result (accepted, invalid, rate_limited); empty before start (read by /metrics)."""
         if self._runtime is None:
-            return (0, 0)
-        registry = self._runtime.registry
-        return registry.accepted, registry.dropped
+            return {}
+        return self._runtime.registry.counts()
 
     @property
     def dropped_heartbeats(self) -> int:

@@ -8,16 +8,21 @@ gateway reads snapshots.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING
 
 from tooti.network import NodeView
+from tooti.p2p.heartbeat import HeartbeatError, decode_heartbeat
+from tooti.p2p.heartbeat_rate import HeartbeatRateLimit
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Hashable
 
     from tooti.p2p.heartbeat import Heartbeat
+
+log = logging.getLogger(__name__)
 
 __all__ = ["STALE_INTERVALS", "Registry"]
 
@@ -63,19 +68,49 @@ class Registry:
         self._clock = clock
         self._lock = threading.Lock()
         self._nodes: dict[str, _Entry] = {}
+        self.rate_limit = HeartbeatRateLimit(interval_sec, clock=clock)
         self.accepted = 0
-        self.dropped = 0
+        self.invalid = 0
+        self.rate_limited = 0
+
+    @property
+    def dropped(self) -> int:
+        """Heartbeats refused for any reason (invalid or over the rate limit)."""
+        return self.invalid + self.rate_limited
+
+    def counts(self) -> dict[str, int]:
+        """Heartbeats received by result: ``accepted``, ``invalid``, ``rate_limited`` (for metrics)."""
+        return {"accepted": self.accepted, "invalid": self.invalid, "rate_limited": self.rate_limited}
+
+    def receive(self, data: bytes, signer: str | Callable[[], str], *, sender: Hashable, own: str = "") -> bool:
+        """Rate-limit, decode (once) and record one heartbeat; ``False`` when it was refused.
+
+        Args:
+            data: the gossipsub payload.
+            signer: base58 peer id of the message's signer, or a function computing it (base58 is
+                not free, and a rate-limited message never needs it).
+            sender: a cheap key of the signer for the rate limit (the raw peer id bytes).
+            own: this process's peer id; its own heartbeats are accepted but not recorded.
+        """
+        if not self.rate_limit.allow(sender):
+            self.rate_limited += 1
+            return False
+        peer = signer if isinstance(signer, str) else signer()
+        try:
+            heartbeat = decode_heartbeat(data, peer)
+        except HeartbeatError as exc:
+            self.invalid += 1
+            log.info("dropped heartbeat from %s: %s", peer, exc)
+            return False
+        if heartbeat.node_id != own:
+            self.update(heartbeat)
+        return True
 
     def update(self, heartbeat: Heartbeat) -> None:
         """Record a validated heartbeat; it replaces everything the node announced before."""
         with self._lock:
             self._nodes[heartbeat.node_id] = _Entry(heartbeat, self._clock())
             self.accepted += 1
-
-    def count_drop(self) -> None:
-        """Count one rejected heartbeat (spoofed, malformed, oversized)."""
-        with self._lock:
-            self.dropped += 1
 
     def remove(self, peer_id: str) -> None:
         """Forget a node now."""

@@ -1,0 +1,67 @@
+"""A per-peer heartbeat rate limit: one flooding peer must not cost the gateway its CPU.
+
+A node publishes one heartbeat per interval. Each signer gets a token bucket that allows a small
+burst and a steady rate of twice that (at least one a second), so an honest node restarting or
+with a shorter interval passes and a peer publishing hundreds a second is cut off before its
+heartbeats are decoded. Keys are the raw signer bytes of the gossipsub message, so the check costs
+a dict lookup and a few float operations (no base58, no JSON).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable
+
+__all__ = ["BURST", "HeartbeatRateLimit"]
+
+BURST = 5
+"""Heartbeats one peer may send back to back."""
+_MAX_TRACKED = 50_000
+"""Peers remembered at once; past it, peers whose bucket is full again are forgotten."""
+
+
+class HeartbeatRateLimit:
+    """Token buckets keyed by signer.
+
+    Args:
+        interval_sec: the heartbeat interval; the steady rate is ``max(2 / interval_sec, 1)`` per second.
+        burst: bucket size.
+        clock: monotonic clock in seconds (tests inject one).
+    """
+
+    def __init__(self, interval_sec: float, *, burst: int = BURST, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = max(2.0 / interval_sec, 1.0)
+        self.burst = float(burst)
+        self._clock = clock
+        self._buckets: dict[Hashable, list[float]] = {}
+
+    def allow(self, peer: Hashable) -> bool:
+        """Take one token from ``peer``'s bucket; ``False`` when it is empty (the message is dropped)."""
+        now = self._clock()
+        bucket = self._buckets.get(peer)
+        if bucket is None:
+            if len(self._buckets) >= _MAX_TRACKED:
+                self._forget_idle(now)
+                if len(self._buckets) >= _MAX_TRACKED:
+                    return False  # that many active senders at once is itself an attack
+            self._buckets[peer] = [self.burst - 1.0, now]
+            return True
+        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+        bucket[1] = now
+        if tokens < 1.0:
+            bucket[0] = tokens
+            return False
+        bucket[0] = tokens - 1.0
+        return True
+
+    def _forget_idle(self, now: float) -> None:
+        """Drop peers whose bucket has refilled: forgetting them changes nothing."""
+        refill = self.burst / self.rate
+        for peer in [p for p, (_, at) in self._buckets.items() if now - at >= refill]:
+            del self._buckets[peer]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
