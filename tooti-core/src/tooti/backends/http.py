@@ -54,6 +54,8 @@ class HttpTransport:
     ) -> None:
         self.server = server
         self.max_body_bytes = max_body_bytes
+        self.resent = 0
+        """Requests sent a second time after a kept connection dropped before answering (tests, status)."""
         headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
         # read = the longest silence allowed between two bytes: the first token of a long prompt
         timeout = httpx.Timeout(settings.request_timeout_sec, connect=settings.connect_timeout_sec)
@@ -107,12 +109,32 @@ class HttpTransport:
         connection, which is how the server learns that nobody wants the rest.
         """
         try:
-            async with self.client.stream(method, path, json=json) as response:
+            response = await self._send(method, path, json)
+            try:
                 if response.status_code >= 300:
                     raise error_for_status(response.status_code, await self._read_capped(response), server=self.server)
                 yield response
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             raise error_for_exception(exc, server=self.server) from exc
+
+    async def _send(self, method: str, path: str, json: Any) -> httpx.Response:
+        """Send once; send again, once, when a pooled keep-alive connection was dropped before any byte.
+
+        A server that closes an idle kept connection while our next request is on its way answers
+        that request with nothing at all (httpx: "Server disconnected without sending a response").
+        The server never saw the request, so sending it again on a fresh connection is safe; any
+        other failure, or the same one twice, is the server's.
+        """
+        request = self.client.build_request(method, path, json=json)
+        try:
+            return await self.client.send(request, stream=True)
+        except httpx.RemoteProtocolError as exc:
+            if not _dropped_before_answer(exc):
+                raise
+        self.resent += 1
+        return await self.client.send(self.client.build_request(method, path, json=json), stream=True)
 
     @asynccontextmanager
     async def body(self, response: httpx.Response) -> AsyncIterator[AsyncIterator[bytes]]:
@@ -172,6 +194,11 @@ async def _close_and_drain(response: httpx.Response, chunks: AsyncIterator[bytes
     with suppress(httpx.HTTPError, httpx.StreamError):
         async for _ in chunks:
             pass  # what was buffered before the close; the next read fails
+
+
+def _dropped_before_answer(exc: httpx.RemoteProtocolError) -> bool:
+    """Whether the server closed the connection without sending a single byte of an answer."""
+    return "without sending a response" in str(exc)
 
 
 def _ms(started: float) -> float:

@@ -152,5 +152,29 @@ async def _status(config: Config, path: Path) -> None:
         table.add_row("health", health.detail)
     table.add_row("models", ", ".join(m.name for m in models) or "(none)")
     table.add_row("listen", f"{config.listen.host}:{config.listen.tcp_port}")
+    table.add_row("running node", await _running_readiness(config))
     table.add_row("hardware", detect_hardware().summary())
     console.print(table)
+
+
+async def _running_readiness(config: Config) -> str:
+    """What the running node's ``/ready`` says (needs ``metrics.enabled``): its own view of its server.
+
+    The backend probe above is this command's own; the running node may see it differently (it
+    stops announcing models while its server fails), and that is what the network acts on.
+    """
+    import httpx
+
+    if not config.metrics.enabled:
+        return "unknown (enable metrics to expose /ready)"
+    host, _, port = config.metrics.listen.rpartition(":")
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/ready"  # noqa: S104 - any address
+    try:
+        async with httpx.AsyncClient(timeout=3.0) as client:
+            response = await client.get(url)
+        body = response.json()
+    except (httpx.HTTPError, ValueError):
+        return "not running (no answer on the metrics address)"
+    if response.status_code == 200:
+        return f"[green]ready[/green] — {body.get('models', 0)} model(s) announced"
+    return f"[red]not ready[/red] — {body.get('detail', 'unknown')}"

@@ -19,6 +19,7 @@ from tooti.errors import BackendError, TootiError
 from tooti.node.announce import advertised_models, build_heartbeat
 from tooti.node.handler import handle_request
 from tooti.node.hardware import detect_hardware
+from tooti.node.health import BackendWatch, WatchedBackend
 from tooti.node.perf import PerfTracker
 from tooti.p2p.heartbeat import HeartbeatError, encode_heartbeat
 from tooti.p2p.identity import load_or_create_identity
@@ -57,6 +58,7 @@ class NodeStarted:
     runtime: P2PRuntime
     service: InferService
     perf: PerfTracker
+    watch: BackendWatch
     metrics_port: int | None = None
 
 
@@ -81,20 +83,36 @@ async def _load(backend: InferenceBackend) -> LoadSnapshot:
     return LoadSnapshot()
 
 
+class _Beat:
+    """Wakes the heartbeat loop early, so a change of health is announced at once, not an interval later."""
+
+    def __init__(self) -> None:
+        self.now = trio.Event()
+
+    def soon(self) -> None:
+        self.now.set()
+
+    async def wait(self, interval: float) -> None:
+        with trio.move_on_after(interval):
+            await self.now.wait()
+        self.now = trio.Event()
+
+
 async def _heartbeat_loop(
     runtime: P2PRuntime,
     backend: InferenceBackend,
     service: InferService,
     perf: PerfTracker,
     config: Config,
-    models: list[AdvertisedModel],
+    watch: BackendWatch,
+    beat: _Beat,
 ) -> None:
     hardware, started = detect_hardware(), time.monotonic()
     while True:
         heartbeat = build_heartbeat(
             node_id=runtime.peer_id,
             name=config.node.name,
-            models=models,
+            models=watch.announced,
             load=await _load(backend),
             node_in_flight=service.in_flight,
             perf=perf,
@@ -107,7 +125,7 @@ async def _heartbeat_loop(
             await runtime.publish(encode_heartbeat(heartbeat))
         except HeartbeatError as exc:
             log.error("heartbeat not sent: %s", exc)
-        await trio.sleep(config.heartbeat.interval_sec)
+        await beat.wait(config.heartbeat.interval_sec)
 
 
 async def _provide_loop(runtime: P2PRuntime, models: list[AdvertisedModel]) -> None:
@@ -134,9 +152,11 @@ async def run_node(
     key_file = Path(config.node.identity_key_file or default_identity_file()).expanduser()
     key_pair = load_or_create_identity(key_file)
     perf = PerfTracker()
+    watch = BackendWatch(backend, config.models, config.heartbeat.interval_sec, models)
+    watched = WatchedBackend(backend, watch)
 
     def handler(request: InferRequest) -> AsyncIterator[ResponseFrame]:
-        return handle_request(backend, request, perf=perf)
+        return handle_request(watched, request, perf=perf)  # type: ignore[arg-type]  # a proxy of the protocol
 
     service = InferService(
         handler,
@@ -148,15 +168,19 @@ async def run_node(
     if config.metrics.enabled:
         from tooti.node.prometheus_endpoint import start_metrics_server
 
-        metrics = start_metrics_server(config.metrics.listen, service, perf, runtime)
+        metrics = start_metrics_server(config.metrics.listen, service, perf, runtime, watch)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
-            nursery.start_soon(_heartbeat_loop, runtime, backend, service, perf, config, models)
+            beat = _Beat()
+            nursery.start_soon(_heartbeat_loop, runtime, backend, service, perf, config, watch, beat)
+            nursery.start_soon(watch.run, beat.soon)
             nursery.start_soon(_provide_loop, runtime, models)
             port = metrics.server_port if metrics is not None else None
             task_status.started(
-                NodeStarted(runtime.peer_id, runtime.listen_addrs(), models, runtime, service, perf, metrics_port=port)
+                NodeStarted(
+                    runtime.peer_id, runtime.listen_addrs(), models, runtime, service, perf, watch, metrics_port=port
+                )
             )
     finally:
         if metrics is not None:

@@ -1,4 +1,8 @@
-"""The node agent's Prometheus endpoint (``metrics.enabled``): counters read live from the node.
+"""The node agent's HTTP endpoint (``metrics.enabled``): Prometheus metrics, ``/health`` and ``/ready``.
+
+``/ready`` answers 200 only while the model server is healthy and the node announces models, so a
+load balancer or an operator's probe sees the same truth the gateways see in the heartbeats;
+``/health`` answers 200 while the node process runs.
 
 A private registry (not the process default) and a collector that reads the inference service,
 the performance EMAs and the heartbeat registry at scrape time, so nothing on the request path
@@ -11,11 +15,12 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from wsgiref.simple_server import WSGIServer
 
     from prometheus_client.metrics_core import Metric
 
+    from tooti.node.health import BackendWatch
     from tooti.node.perf import PerfTracker
     from tooti.p2p.infer_server import InferService
     from tooti.p2p.runtime import P2PRuntime
@@ -63,13 +68,62 @@ class NodeCollector:
         )
 
 
-def start_metrics_server(listen: str, service: InferService, perf: PerfTracker, runtime: P2PRuntime) -> WSGIServer:
-    """Serve ``/metrics`` on ``HOST:PORT`` in a daemon thread; call ``shutdown()`` on the result to stop."""
-    from prometheus_client import CollectorRegistry, start_http_server
+def readiness(watch: BackendWatch) -> tuple[bool, dict[str, object]]:
+    """Whether the node can serve, and the JSON body ``/ready`` answers (no internal addresses)."""
+    ready = watch.healthy and bool(watch.models)
+    if not watch.healthy:
+        detail = watch.detail
+    elif not watch.models:
+        detail = "the model server serves none of the advertised models"
+    else:
+        detail = "ok"
+    return ready, {"ready": ready, "backend_healthy": watch.healthy, "detail": detail, "models": len(watch.announced)}
+
+
+def _ops_app(metrics: Callable[..., Iterable[bytes]], watch: BackendWatch) -> Callable[..., Iterable[bytes]]:
+    import json
+
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO")
+        if path == "/ready":
+            ready, body = readiness(watch)
+            status = "200 OK" if ready else "503 Service Unavailable"
+        elif path == "/health":
+            status, body = "200 OK", {"status": "ok"}
+        else:
+            return metrics(environ, start_response)
+        data = json.dumps(body).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    return app
+
+
+def start_metrics_server(
+    listen: str, service: InferService, perf: PerfTracker, runtime: P2PRuntime, watch: BackendWatch
+) -> WSGIServer:
+    """Serve ``/metrics``, ``/health`` and ``/ready`` on ``HOST:PORT`` in a daemon thread.
+
+    Call ``shutdown()`` on the result to stop.
+    """
+    import threading
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from prometheus_client import CollectorRegistry, make_wsgi_app
+
+    class _Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class _Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            """One access log line per probe would drown the node's log."""
 
     host, _, port = listen.rpartition(":")
     registry = CollectorRegistry(auto_describe=True)
     registry.register(NodeCollector(service, perf, runtime))
-    server, _thread = start_http_server(int(port), addr=host, registry=registry)
-    log.info("metrics on http://%s:%s/metrics", host, server.server_port)
+    app = _ops_app(make_wsgi_app(registry), watch)
+    server = make_server(host, int(port), app, server_class=_Server, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, name="tooti-node-http", daemon=True).start()
+    log.info("metrics, /health and /ready on http://%s:%s", host, server.server_port)
     return server
