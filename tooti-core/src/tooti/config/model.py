@@ -67,8 +67,18 @@ class NetworkSection(_Section):
     bootstrap_peers: list[str] = msgspec.field(default_factory=list)
     """Multiaddrs ending in ``/p2p/<peer id>``, or ``/dnsaddr/<host>``."""
     mdns: bool = False
+    dial_scopes: list[str] = msgspec.field(default_factory=list)
+    """Scopes of peer-announced addresses this host dials: ``public``, ``private``, ``loopback``,
+    ``link-local`` or CIDR ranges. Empty: ``public`` plus the scopes of the host's own listen address."""
 
     def __post_init__(self) -> None:
+        from tooti.p2p.dial_policy import parse_scope
+
+        for scope in self.dial_scopes:
+            try:
+                parse_scope(scope)
+            except ValueError as exc:
+                raise ValueError(f"network.dial_scopes: {exc}") from None
         for addr in self.bootstrap_peers:
             if not addr.startswith(_MULTIADDR_PREFIXES):
                 raise ValueError(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["dialable_addrs"]
+__all__ = ["dialable_addrs", "interface_ips"]
 
 _UNSPECIFIED = ("/ip4/0.0.0.0/", "/ip6/::/")
 
 
-def _interface_ips() -> list[str]:
+def interface_ips() -> list[str]:
+    """The IPv4 addresses of this host's interfaces (loopback included)."""
     import psutil  # type: ignore[import-untyped]  # installed with libp2p
 
     ips: list[str] = []
@@ -24,7 +25,7 @@ def dialable_addrs(addrs: list[str]) -> list[str]:
     for addr in addrs:
         if addr.startswith("/ip4/0.0.0.0/"):
             rest = addr[len("/ip4/0.0.0.0") :]
-            out.extend(f"/ip4/{ip}{rest}" for ip in _interface_ips())
+            out.extend(f"/ip4/{ip}{rest}" for ip in interface_ips())
         elif not addr.startswith(_UNSPECIFIED):
             out.append(addr)
     return list(dict.fromkeys(out))
