@@ -161,6 +161,10 @@ class GatewaySection(_Section):
     """Requests per minute per API key (or per client address without auth); 0 = unlimited."""
     cors_allowed_origins: list[str] = msgspec.field(default_factory=list)
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 4 * 1024 * 1024
+    head_timeout_sec: Seconds = 5.0
+    """A request line and headers must arrive within this long (slow-header clients are closed)."""
+    body_timeout_sec: Seconds = 30.0
+    """A whole request body must arrive within this long of its headers."""
     log_content: bool = False
     """Log prompts and completions. Off by default; never enable on a shared gateway."""
     store: StoreSection = msgspec.field(default_factory=StoreSection)
