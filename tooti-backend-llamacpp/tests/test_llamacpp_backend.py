@@ -168,11 +168,11 @@ def _small_splitter():
     [
         (400, {"error": {"code": 400, "message": "bad", "type": "invalid_request_error"}}, BackendBadRequest),
         (404, {"error": {"message": "model `x` not found", "param": "model"}}, ModelNotFound),
-        (404, {"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}}, UpstreamError),
+        (404, {"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}}, BackendBadRequest),
         (408, {"error": "slow"}, BackendTimeout),
         (429, {"error": {"message": "slow down"}}, BackendOverloaded),
         (500, {"error": {"message": "boom"}}, UpstreamError),
-        (501, {"error": {"code": 501, "message": "no embeddings", "type": "not_supported_error"}}, UpstreamError),
+        (501, {"error": {"code": 501, "message": "no embeddings", "type": "not_supported_error"}}, BackendBadRequest),
         (503, {"error": {"message": "Loading model"}}, UpstreamError),
         (503, {"error": {"message": "server busy, queue full"}}, BackendOverloaded),
         (504, "gateway timeout", BackendTimeout),

@@ -127,6 +127,20 @@ async def test_stream_yields_chunks_in_order_then_usage_then_done():
 
 
 @pytest.mark.anyio
+async def test_backend_usage_becomes_a_usage_frame_and_leaves_the_chunks():
+    """The node reports usage once, as a frame; the gateway's relay alone decides what the client sees."""
+    frames = await _collect(handle_request(TinyBackend(chunks=2), _req(stream=True)))
+    assert all("usage" not in f.data for f in frames if isinstance(f, ChunkFrame))
+    assert len([f for f in frames if isinstance(f, ChunkFrame)]) == 2  # the usage-only chunk is not sent
+    usage = [f for f in frames if isinstance(f, UsageFrame)]
+    assert [(u.prompt_tokens, u.completion_tokens, u.total_tokens) for u in usage] == [(4, 2, 9)]
+    frames = await _collect(handle_request(TinyBackend(), _req()))
+    assert "usage" not in frames[0].data
+    assert isinstance(frames[1], UsageFrame)
+    assert frames[1].total_tokens == 5
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("kind", ["chat", "completion", "embeddings"])
 async def test_unary_kinds_yield_one_result(kind):
     with anyio.fail_after(5):

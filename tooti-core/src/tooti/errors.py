@@ -56,11 +56,15 @@ class BackendError(TootiError):
 
     Attributes:
         retryable: whether another node may succeed where this one failed (the gateway fails over).
+        node_fault: whether the failure is the node's own (transport, its server's 5xx, timeouts,
+            malformed answers): only those count as node failures and put a node in cooldown. A
+            client's mistake, a missing model or a busy node says nothing about the node's health.
         http_status: the status the gateway answers with when this error reaches a client.
         error_type: OpenAI's ``error.type`` string for the client.
     """
 
     retryable: ClassVar[bool] = False
+    node_fault: ClassVar[bool] = True
     http_status: ClassVar[int] = 502
     error_type: ClassVar[str] = "upstream_error"
 
@@ -90,13 +94,15 @@ class ModelNotFound(BackendError):
     """The model server does not serve the requested model."""
 
     retryable = True  # another node may serve it
+    node_fault = False
     http_status = 404
     error_type = "model_not_found"
 
 
 class BackendBadRequest(BackendError):
-    """The model server rejected the request itself (bad parameters, prompt too long)."""
+    """The model server rejected the request itself (bad parameters, prompt too long, unsupported endpoint)."""
 
+    node_fault = False
     http_status = 400
     error_type = "invalid_request_error"
 
@@ -104,7 +110,8 @@ class BackendBadRequest(BackendError):
 class BackendOverloaded(BackendError):
     """The model server is rate limiting or its queue is full (HTTP 429 or 503 with a busy reason)."""
 
-    retryable = True
+    retryable = True  # another node may have room
+    node_fault = False
     http_status = 429
     error_type = "rate_limit_exceeded"
 

@@ -76,7 +76,8 @@ def error_for_payload(payload: Any, *, server: str = "model server") -> BackendE
 
 def _classify(status: int, payload: Any, message: str) -> type[BackendError]:
     if status == 404:
-        return ModelNotFound if _about_model(payload, message) else UpstreamError
+        # Not about the model: the server lacks the endpoint (e.g. embeddings), the client's mistake.
+        return ModelNotFound if _about_model(payload, message) else BackendBadRequest
     if status in (408, 504):
         return BackendTimeout
     if status == 429:
@@ -86,7 +87,7 @@ def _classify(status: int, payload: Any, message: str) -> type[BackendError]:
         return BackendOverloaded if busy else UpstreamError
     if status in (401, 403):
         return UpstreamError  # the node's credentials for its own server are wrong: not the client's fault
-    if 400 <= status < 500:
+    if 400 <= status < 500 or status == 501:  # 501: the server does not implement what was asked
         return BackendBadRequest
     return UpstreamError
 

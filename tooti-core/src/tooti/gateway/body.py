@@ -12,9 +12,9 @@ from typing import Any
 import msgspec
 
 from tooti.gateway.api_errors import ApiError
-from tooti.wire.infer import RequestKind
+from tooti.wire.infer import InferRequest, RequestKind
 
-__all__ = ["ParsedBody", "parse_body", "upstream_body", "upstream_streams"]
+__all__ = ["ParsedBody", "parse_body", "upstream_request"]
 
 _PROMPT_FIELD: dict[RequestKind, str] = {"chat": "messages", "completion": "prompt", "embeddings": "input"}
 
@@ -95,22 +95,22 @@ def parse_body(raw: bytes, kind: RequestKind) -> ParsedBody:
     return ParsedBody(kind=kind, model=model, body=data, stream=stream, include_usage=include_usage, preferences=prefs)
 
 
-def upstream_streams(parsed: ParsedBody) -> bool:
-    """Whether the node streams the answer: only chat streams on the wire; other kinds come whole."""
-    return parsed.stream and parsed.kind == "chat"
+def upstream_request(parsed: ParsedBody, *, request_id: str, deadline_ms: int) -> InferRequest:
+    """The request sent to a node: decided here, once, for every attempt.
 
-
-def upstream_body(parsed: ParsedBody) -> dict[str, Any]:
-    """The body sent to the node.
-
-    Streamed chat always asks for usage (``stream_options.include_usage``) so the gateway can count
-    tokens; :mod:`tooti.gateway.relay` drops the usage chunk again when the client did not ask. A
-    streamed legacy completion is requested whole and relayed as one chunk.
+    Only chat streams on the wire; a streamed legacy completion is requested whole and relayed as one
+    chunk. Streamed chat always asks for usage (``stream_options.include_usage``) so the gateway can
+    count tokens; the node sends usage as a usage frame, and :mod:`tooti.gateway.relay` shows it to
+    the client only when the client asked.
     """
-    if not parsed.stream:
-        return parsed.body
-    if not upstream_streams(parsed):
-        return {**parsed.body, "stream": False}
-    options = dict(parsed.body.get("stream_options") or {})
-    options["include_usage"] = True
-    return {**parsed.body, "stream_options": options}
+    streams = parsed.stream and parsed.kind == "chat"
+    body = parsed.body
+    if parsed.stream and not streams:
+        body = {**body, "stream": False}
+    elif streams:
+        options = dict(body.get("stream_options") or {})
+        options["include_usage"] = True
+        body = {**body, "stream_options": options}
+    return InferRequest(
+        request_id=request_id, model=parsed.model, kind=parsed.kind, stream=streams, body=body, deadline_ms=deadline_ms
+    )

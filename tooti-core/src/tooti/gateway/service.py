@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from tooti.gateway.api_errors import ApiError
 from tooti.gateway.candidates import ModelMemory, ServedNames, build_candidates
 from tooti.gateway.observations import Observations
+from tooti.gateway.request_hooks import RequestHooks
 from tooti.gateway.strategies import StrategyResolver, UnknownStrategy
 from tooti.routing.eligibility import eligible
 
@@ -28,6 +29,8 @@ class Gateway:
         self.network = network
         self.metrics = metrics
         self.observations = Observations(config.routing.cooldown_sec)
+        self.hooks = RequestHooks()
+        """Frame checks and completion callbacks (see :mod:`tooti.gateway.request_hooks`)."""
         self.models = ModelMemory()
         self.served = ServedNames()
         self.strategies = StrategyResolver(plugin_host, config.routing.strategy, config.routing.params)

@@ -15,7 +15,17 @@ import anyio
 from tooti._aio import closing_iter
 from tooti.errors import BackendBadRequest, BackendError, BackendTimeout
 from tooti.wire.error_codes import error_to_frame
-from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, InferRequest, ResponseFrame, ResultFrame, UsageFrame
+from tooti.wire.infer import (
+    ChunkFrame,
+    Done,
+    ErrorFrame,
+    InferRequest,
+    ResponseFrame,
+    ResultFrame,
+    UsageFrame,
+    carries_token,
+    usage_frame,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
@@ -23,24 +33,9 @@ if TYPE_CHECKING:
     from tooti.backends.protocol import InferenceBackend, JSONObject
     from tooti.node.perf import PerfTracker
 
-__all__ = ["handle_request", "usage_frame"]
+__all__ = ["handle_request"]
 
 log = logging.getLogger(__name__)
-
-
-def usage_frame(usage: object) -> UsageFrame | None:
-    """Build a usage frame from an OpenAI ``usage`` object, or ``None`` when it is absent or unusable."""
-    if not isinstance(usage, dict):
-        return None
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    if not isinstance(prompt, int) or not isinstance(completion, int):
-        return None
-    total = usage.get("total_tokens")
-    return UsageFrame(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=total if isinstance(total, int) else prompt + completion,
-    )
 
 
 def _remaining(deadline_ms: int) -> float:
@@ -48,21 +43,6 @@ def _remaining(deadline_ms: int) -> float:
     if deadline_ms <= 0:
         return float("inf")
     return deadline_ms / 1000.0 - time.time()
-
-
-def _has_content(chunk: JSONObject) -> bool:
-    """Whether a chat/completion chunk carries generated text (a token), not just a role or usage."""
-    for choice in chunk.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        delta = choice.get("delta")
-        if isinstance(delta, dict) and (
-            delta.get("content") or delta.get("reasoning_content") or delta.get("tool_calls")
-        ):
-            return True
-        if choice.get("text"):
-            return True
-    return False
 
 
 async def _unary(backend: InferenceBackend, request: InferRequest, body: JSONObject) -> AsyncIterator[ResponseFrame]:
@@ -74,8 +54,10 @@ async def _unary(backend: InferenceBackend, request: InferRequest, body: JSONObj
         call = backend.embeddings
     with anyio.fail_after(_remaining(request.deadline_ms)):
         result = await call(body)
-    yield ResultFrame(data=result)
     usage = usage_frame(result.get("usage"))
+    if usage is not None:
+        result = {k: v for k, v in result.items() if k != "usage"}
+    yield ResultFrame(data=result)
     if usage is not None:
         yield usage
 
@@ -90,16 +72,22 @@ class _StreamStats:
         self.tokens = 0
         self.usage: UsageFrame | None = None
 
-    def see(self, chunk: JSONObject) -> None:
-        now = time.perf_counter()
-        if _has_content(chunk):
+    def see(self, chunk: JSONObject) -> JSONObject | None:
+        """Count ``chunk``; return it without its usage (kept for the usage frame), ``None`` if nothing is left."""
+        if carries_token(chunk):
+            now = time.perf_counter()
             self.tokens += 1
             self.last = now
             if self.first is None:
                 self.first = now
+        if "usage" not in chunk:
+            return chunk
         usage = usage_frame(chunk.get("usage"))
-        if usage is not None:
-            self.usage = usage
+        if usage is None:
+            return chunk
+        self.usage = usage
+        rest = {k: v for k, v in chunk.items() if k != "usage"}
+        return rest if rest.get("choices") else None
 
     def report(self, perf: PerfTracker) -> None:
         if self.first is None:
@@ -122,8 +110,9 @@ async def _streamed(
                     chunk = await anext(iterator)
                 except StopAsyncIteration:
                     break
-            stats.see(chunk)
-            yield ChunkFrame(data=chunk)
+            data = stats.see(chunk)
+            if data is not None:
+                yield ChunkFrame(data=data)
     if stats.usage is not None:
         yield stats.usage
     if perf is not None:
@@ -144,7 +133,9 @@ async def handle_request(
     """Run ``request`` on ``backend`` and yield its response frames, ending with Done or an ErrorFrame.
 
     Streamed chat yields one :class:`ChunkFrame` per backend chunk; other kinds yield one
-    :class:`ResultFrame`. A :class:`UsageFrame` follows when the backend reported usage. Backend
+    :class:`ResultFrame`. The backend's usage leaves the chunks and the result and is sent once, as
+    the :class:`UsageFrame` that follows (a chunk that carried only usage is not sent); what the
+    client sees of it is the gateway's decision. Backend
     failures become an :class:`ErrorFrame` (never an exception); closing this generator early closes
     the backend's stream, which stops generation upstream.
     """

@@ -23,6 +23,8 @@ __all__ = [
     "ResponseFrame",
     "ResultFrame",
     "UsageFrame",
+    "carries_token",
+    "usage_frame",
 ]
 
 PROTOCOL_ID = "/tooti/infer/1.0.0"
@@ -63,6 +65,16 @@ class UsageFrame(msgspec.Struct, kw_only=True, tag="usage", tag_field="t"):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    details: dict[str, Any] | None = None
+    """The backend's other usage fields (e.g. ``prompt_tokens_details``), passed to the client as given."""
+
+    def as_openai(self) -> dict[str, Any]:
+        """The OpenAI ``usage`` object."""
+        usage: dict[str, Any] = dict(self.details) if self.details else {}
+        usage.update(
+            prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens, total_tokens=self.total_tokens
+        )
+        return usage
 
 
 class ErrorFrame(msgspec.Struct, kw_only=True, tag="error", tag_field="t"):
@@ -77,3 +89,41 @@ class Done(msgspec.Struct, kw_only=True, tag="done", tag_field="t"):
 
 
 ResponseFrame = ChunkFrame | ResultFrame | UsageFrame | ErrorFrame | Done
+
+
+_USAGE_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def usage_frame(usage: object) -> UsageFrame | None:
+    """The usage frame for an OpenAI ``usage`` object, or ``None`` when it is absent or unusable."""
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    total = usage.get("total_tokens")
+    details = {k: v for k, v in usage.items() if k not in _USAGE_COUNTS}
+    return UsageFrame(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total if isinstance(total, int) else prompt + completion,
+        details=details or None,
+    )
+
+
+def carries_token(chunk: dict[str, Any]) -> bool:
+    """Whether a streamed chunk carries generated output: any delta field besides ``role``, or text.
+
+    The one definition both sides use: the node counts tokens with it (decode speed), the gateway
+    holds back chunks without one (a role-only delta) so that a node dying before its first token can
+    still be failed over.
+    """
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and any(v for k, v in delta.items() if k != "role"):
+            return True
+        if choice.get("text"):
+            return True
+    return False

@@ -36,13 +36,13 @@ async def _serve(request: Request[Any, Any, Any], kind: RequestKind) -> Response
     prefs = preferences_for(parsed.model, parsed.preferences, request.headers)
     if gw.config.gateway.log_content:
         log.info("%s request body: %s", ctx.request_id, parsed.body)
-    opened = await open_request(gw, parsed, prefs, ctx)
+    attempt = await open_request(gw, parsed, prefs, ctx)
     if parsed.stream:
-        events = sse_events(gw, opened, parsed, ctx)
+        events = sse_events(attempt, parsed, ctx)
         return Stream(
-            events, media_type="text/event-stream", headers=_SSE_HEADERS, background=BackgroundTask(opened.release)
+            events, media_type="text/event-stream", headers=_SSE_HEADERS, background=BackgroundTask(attempt.release)
         )
-    result = await collect_result(gw, opened, parsed, ctx)
+    result = await collect_result(attempt)
     if gw.config.gateway.log_content:
         log.info("%s answer: %s", ctx.request_id, result)
     return Response(result, media_type=MediaType.JSON)
