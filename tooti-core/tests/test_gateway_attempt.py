@@ -207,3 +207,65 @@ async def test_usage_reaches_the_client_once_and_only_when_asked(client):
     assert with_usage[0]["id"] == sent[0]["id"]
     r = await client.post("/v1/chat/completions", json=CHAT)
     assert r.json()["usage"]["completion_tokens"] > 0
+
+
+class _InHand:
+    """Node frames that have all arrived already (as after one batched bridge wakeup)."""
+
+    def __init__(self, frames):
+        self.frames = list(frames)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if not self.frames:
+            raise StopAsyncIteration
+        return self.frames.pop(0)
+
+    def ready_nowait(self):
+        out, self.frames = self.frames, []
+        return out
+
+    async def aclose(self):
+        self.frames = []
+
+
+async def test_the_events_of_all_frames_in_hand_go_out_in_one_write(app, network):
+    import time
+
+    from tooti.gateway.attempt import NodeAttempt
+    from tooti.gateway.body import parse_body, upstream_request
+    from tooti.gateway.context import RequestContext
+    from tooti.gateway.relay import sse_events
+    from tooti.wire.infer import Done, UsageFrame
+
+    def chunk(delta, finish=None):
+        return ChunkFrame(
+            data={
+                "id": "c1",
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+        )
+
+    frames = [chunk({"role": "assistant", "content": ""})]
+    frames += [chunk({"content": f"t{i}"}) for i in range(10)]
+    frames += [chunk({}, "stop"), UsageFrame(prompt_tokens=1, completion_tokens=10, total_tokens=11), Done()]
+    network.infer = lambda peer_id, request: _InHand(frames)
+    gw = app.state.gateway
+    parsed = parse_body(json.dumps({**STREAM, "stream_options": {"include_usage": True}}).encode(), "chat")
+    request = upstream_request(parsed, request_id="r1", deadline_ms=0)
+    ctx = RequestContext("r1", debug=False)
+    attempt = NodeAttempt(
+        gw, "peerA", request, time.perf_counter() + 30, ctx, routed_at=time.perf_counter(), failovers=0
+    )
+    await attempt.open()
+    attempt.committed = True
+    writes = [w async for w in sse_events(attempt, parsed, ctx)]
+    # held back role chunk + first token, then everything else with [DONE]: 2 writes for 14 events
+    assert len(writes) == 2
+    sent = events(b"".join(writes).decode())
+    assert len(sent) == 14
+    assert sent[-1] == "[DONE]"
+    assert json.loads(sent[-2])["usage"]["completion_tokens"] == 10

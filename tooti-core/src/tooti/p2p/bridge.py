@@ -2,15 +2,16 @@
 
 ``TrioThread.start`` runs ``trio.run`` in a thread and waits until the given main function calls
 ``task_status.started()``. ``call`` runs a trio coroutine function from asyncio; ``stream`` turns a
-trio async generator into an asyncio one (a trio task pushes items into an ``asyncio.Queue`` with
-``call_soon_threadsafe``). Cancelling or closing the asyncio side cancels the trio task's scope, so
-e.g. a libp2p stream gets reset when an HTTP client disconnects.
+trio async generator into an asyncio iterator fed in batches (one ``call_soon_threadsafe`` wakeup
+for all the items that arrive before the asyncio side runs). Cancelling or closing the asyncio side
+cancels the trio task's scope, so e.g. a libp2p stream gets reset when an HTTP client disconnects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from contextlib import aclosing, suppress
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -19,7 +20,7 @@ import trio
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
 
-__all__ = ["TrioThread"]
+__all__ = ["BatchedStream", "TrioThread"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -133,34 +134,112 @@ class TrioThread(Generic[R]):
             self._soft_cancel(scope)
             raise
 
-    async def stream(self, factory: Callable[..., AsyncGenerator[T, None]], *args: Any) -> AsyncGenerator[T, None]:
-        """Iterate the trio async generator ``factory(*args)`` from asyncio."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
-        scope = trio.CancelScope()
+    def stream(self, factory: Callable[..., AsyncGenerator[T, None]], *args: Any) -> BatchedStream[T]:
+        """Iterate the trio async generator ``factory(*args)`` from asyncio, in batches.
 
-        async def runner() -> None:
-            try:
-                with scope:
-                    async with aclosing(factory(*args)) as items:
-                        async for item in items:
-                            _post(loop, queue.put_nowait, (_ITEM, item))
-                _post(loop, queue.put_nowait, (_END, None))
-            except Exception as exc:  # noqa: BLE001 - re-raised on the asyncio side
-                _post(loop, queue.put_nowait, (_ERROR, exc))
+        The trio task appends items to a shared buffer and wakes the asyncio side only when no
+        wakeup is already pending: every item that arrives before the consumer runs rides the same
+        wakeup. Handing each item over with its own ``call_soon_threadsafe`` cost about half the
+        gateway's CPU under 16 streams (a self-pipe write and an epoll wakeup per frame).
+        """
+        if self._token is None or self._nursery is None:
+            raise RuntimeError(f"{self.name} is not running")
+        bridged: BatchedStream[T] = BatchedStream(asyncio.get_running_loop(), self)
+        nursery = self._nursery
+        self._schedule(lambda: nursery.start_soon(bridged.run_in_trio, factory, args))
+        return bridged
 
-        self._schedule(lambda: self._nursery.start_soon(runner) if self._nursery else None)
+
+class BatchedStream(Generic[T]):
+    """The asyncio end of :meth:`TrioThread.stream`: an async iterator fed in batches from trio.
+
+    ``ready_nowait()`` hands over every item already delivered without waiting, so a consumer that
+    can use several at once (the gateway writes the SSE events of all frames in hand in one write)
+    takes them in bulk. Closing it (or cancelling the consumer) cancels the trio task.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, thread: TrioThread[Any]) -> None:
+        self._loop = loop
+        self._thread = thread
+        self._items: deque[T] = deque()
+        """Written by the trio thread, read by asyncio: deque append and popleft are atomic."""
+        self._end: tuple[int, BaseException | None] | None = None
+        self._wakeup_pending = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._scope = trio.CancelScope()
+        self._closed = False
+        self.wakeups = 0
+        """Wakeups posted to the asyncio loop (for tests and benchmarks)."""
+
+    # -- trio side -------------------------------------------------------------------------------
+
+    async def run_in_trio(self, factory: Callable[..., AsyncGenerator[T, None]], args: tuple[Any, ...]) -> None:
+        """The trio task: iterate ``factory(*args)`` into the buffer, then record how it ended."""
+        end: tuple[int, BaseException | None] = (_END, None)
         try:
-            while True:
-                kind, value = await queue.get()
-                if kind == _ITEM:
-                    yield value
-                elif kind == _ERROR:
-                    raise value
-                else:
-                    return
-        finally:
-            self._soft_cancel(scope)
+            with self._scope:
+                async with aclosing(factory(*args)) as items:
+                    async for item in items:
+                        self._items.append(item)
+                        self._wake()
+        except Exception as exc:  # noqa: BLE001 - re-raised on the asyncio side
+            end = (_ERROR, exc)
+        self._end = end
+        self._wake()
+
+    def _wake(self) -> None:
+        # The item is appended before the flag is read, and the asyncio side clears the flag
+        # before it drains, so an item never waits for a wakeup that was skipped.
+        if self._wakeup_pending:
+            return
+        self._wakeup_pending = True
+        self.wakeups += 1
+        _post(self._loop, self._woken)
+
+    # -- asyncio side ----------------------------------------------------------------------------
+
+    def _woken(self) -> None:
+        self._wakeup_pending = False
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __aiter__(self) -> BatchedStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        while True:
+            if self._items:
+                return self._items.popleft()
+            end = self._end
+            if end is not None and not self._items:
+                if end[0] == _ERROR and end[1] is not None:
+                    self._end = (_END, None)
+                    raise end[1]
+                raise StopAsyncIteration
+            if self._closed:
+                raise StopAsyncIteration
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def ready_nowait(self) -> list[T]:
+        """Every item already delivered, without waiting (possibly none)."""
+        items = self._items
+        out = []
+        while items:
+            out.append(items.popleft())
+        return out
+
+    async def aclose(self) -> None:
+        """Stop the trio task (its generator is closed there); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._end is None:
+            self._thread._soft_cancel(self._scope)
 
 
 def _leaf(exc: BaseException | None) -> BaseException | None:

@@ -14,7 +14,6 @@ from tooti.errors import MalformedResponse
 from tooti.wire.infer import Done, ErrorFrame
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
     from types import TracebackType
 
     from libp2p.crypto.keys import KeyPair
@@ -22,11 +21,11 @@ if TYPE_CHECKING:
 
     from tooti.config.model import Config
     from tooti.network import NodeView
-    from tooti.p2p.bridge import TrioThread
+    from tooti.p2p.bridge import BatchedStream, TrioThread
     from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
     from tooti.wire.infer import InferRequest, ResponseFrame
 
-__all__ = ["P2PNetwork", "gateway_settings"]
+__all__ = ["NodeFrames", "P2PNetwork", "gateway_settings"]
 
 
 def gateway_settings(config: Config) -> RuntimeSettings:
@@ -145,18 +144,10 @@ class P2PNetwork:
         """Heartbeats rejected so far (spoofed, malformed, oversized)."""
         return self._require()[1].registry.dropped
 
-    async def infer(self, peer_id: str, request: InferRequest) -> AsyncGenerator[ResponseFrame, None]:
+    def infer(self, peer_id: str, request: InferRequest) -> NodeFrames:
         """Stream ``request`` to ``peer_id``; see :meth:`tooti.network.Network.infer`."""
         thread, runtime = self._require()
-        stream = thread.stream(runtime.request, peer_id, request)
-        try:
-            async for frame in stream:
-                yield frame
-                if isinstance(frame, Done | ErrorFrame):
-                    return
-        finally:
-            await stream.aclose()
-        raise MalformedResponse(f"stream from {peer_id} ended without done")
+        return NodeFrames(thread.stream(runtime.request, peer_id, request), peer_id)
 
     async def connect(self, addr: str) -> str:
         """Dial a ``…/p2p/<id>`` multiaddr now; returns the peer id."""
@@ -167,3 +158,56 @@ class P2PNetwork:
         """Peer ids with a DHT provider record for ``model`` (liveness comes from :meth:`nodes` only)."""
         thread, runtime = self._require()
         return await thread.call(runtime.find_providers, model)
+
+
+class NodeFrames:
+    """The frames of one answer, read from the trio thread in batches; ends at Done or an ErrorFrame.
+
+    ``ready_nowait()`` returns the frames already delivered without waiting, so the gateway handles
+    (and writes to its client) everything in hand at once. A stream that ends before Done or an
+    error frame raises :class:`MalformedResponse`: an answer is never silently short.
+    """
+
+    __slots__ = ("_finished", "_inner", "peer_id")
+
+    def __init__(self, inner: BatchedStream[ResponseFrame], peer_id: str) -> None:
+        self._inner = inner
+        self.peer_id = peer_id
+        self._finished = False
+
+    def __aiter__(self) -> NodeFrames:
+        return self
+
+    async def __anext__(self) -> ResponseFrame:
+        if self._finished:
+            raise StopAsyncIteration
+        try:
+            frame = await self._inner.__anext__()
+        except StopAsyncIteration:
+            self._finished = True
+            await self._inner.aclose()
+            raise MalformedResponse(f"stream from {self.peer_id} ended without done") from None
+        except BaseException:
+            self._finished = True
+            await self._inner.aclose()
+            raise
+        if isinstance(frame, Done | ErrorFrame):
+            self._finished = True
+            await self._inner.aclose()
+        return frame
+
+    def ready_nowait(self) -> list[ResponseFrame]:
+        """Frames already delivered (up to Done or an error frame), without waiting."""
+        if self._finished:
+            return []
+        frames = self._inner.ready_nowait()
+        for i, frame in enumerate(frames):
+            if isinstance(frame, Done | ErrorFrame):
+                self._finished = True
+                return frames[: i + 1]
+        return frames
+
+    async def aclose(self) -> None:
+        """Stop reading (resets the node stream unless the answer already ended)."""
+        self._finished = True
+        await self._inner.aclose()
