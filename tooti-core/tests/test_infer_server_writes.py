@@ -170,3 +170,39 @@ async def test_a_whole_answer_is_one_write():
 
     assert [type(f).__name__ for f in await stream.frames()] == ["ResultFrame", "UsageFrame", "Done"]
     assert len(stream.writes) == 1  # the client reads the whole answer with one Noise message
+
+
+def _count(data: bytes) -> int:
+    """How many length-prefixed frames one write carries."""
+    n = i = 0
+    while i < len(data):
+        i += 4 + int.from_bytes(data[i : i + 4], "big")
+        n += 1
+    return n
+
+
+@pytest.mark.anyio
+async def test_chunks_within_the_write_window_share_a_write_and_the_first_goes_alone():
+    backend = FakeBackend(reply=" ".join(f"w{i}" for i in range(40)), chunks=40, chunk_delay_sec=0.001)
+    service = InferService(_handler(backend), write_window=0.03)
+    stream = FakeStream(_request())
+
+    await service.handle(stream)  # type: ignore[arg-type]
+
+    frames = await stream.frames()
+    assert len([f for f in frames if isinstance(f, ChunkFrame)]) == 41
+    assert isinstance(frames[-1], Done)
+    assert _count(stream.writes[0]) == 1  # the first chunk is not held back
+    # 40 chunks ~1 ms apart (more under load) in a 30 ms window: a handful of writes, not 40.
+    assert len(stream.writes) <= 12
+
+
+@pytest.mark.anyio
+async def test_without_a_window_every_chunk_of_a_keeping_up_client_is_its_own_write():
+    backend = FakeBackend(reply=" ".join(f"w{i}" for i in range(10)), chunks=10, chunk_delay_sec=0.005)
+    service = InferService(_handler(backend), write_window=0)
+    stream = FakeStream(_request())
+
+    await service.handle(stream)  # type: ignore[arg-type]
+
+    assert len(stream.writes) >= 10

@@ -52,6 +52,8 @@ class NodeSection(_Section):
     """When non-empty, only these peer ids may send inference requests."""
     region: str | None = None
     max_concurrent_requests: Annotated[int, Meta(ge=1)] = 16
+    write_window_ms: Annotated[float, Meta(ge=0, le=50)] = 3.0
+    """After the first chunk of an answer, chunks arriving within this window join one frame write."""
 
 
 class ListenSection(_Section):

@@ -162,6 +162,7 @@ async def run_node(
         handler,
         allowed_peers=config.node.allowed_gateway_peers,
         max_concurrent=config.node.max_concurrent_requests,
+        write_window=config.node.write_window_ms / 1000.0,
     )
     runtime = P2PRuntime(key_pair, settings_from_config(config), service=service)
     metrics = None

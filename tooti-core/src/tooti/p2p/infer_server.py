@@ -32,7 +32,7 @@ from tooti.p2p.framing import (
 )
 from tooti.p2p.inbox import Inbox
 from tooti.p2p.safestream import close_stream, reset_stream
-from tooti.wire.infer import Done, ErrorFrame, ResponseFrame
+from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, ResponseFrame
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable
@@ -60,6 +60,8 @@ PENDING_FRAMES = 64
 """Frames read from the backend but not yet written; a full buffer holds the backend back."""
 COALESCE_BYTES = 64 * 1024
 """Frames already waiting are joined into one write up to about this many bytes."""
+WRITE_WINDOW = 0.003
+"""Default seconds a chunk after an answer's first waits for more to share its write (``node.write_window_ms``)."""
 
 
 _Ending = Literal["next", "close", "reset", "done"]
@@ -89,8 +91,10 @@ class InferService:
         *,
         allowed_peers: Iterable[str] = (),
         max_concurrent: int = 16,
+        write_window: float = WRITE_WINDOW,
     ) -> None:
         self.handler = handler
+        self.write_window = write_window
         self.allowed = frozenset(allowed_peers)
         self.max_concurrent = max_concurrent
         self.in_flight = 0
@@ -218,35 +222,61 @@ class InferService:
         inbox: Inbox,
         answer: _Answer,
     ) -> None:
-        """Write frames as they come; frames that queued up meanwhile go out together in one write.
+        """Write frames as they come, several per write where that costs no latency worth having.
 
         The wire format is unchanged (the frames are concatenated, each keeps its length prefix),
         but one write costs one Noise encryption and one yamux frame however many frames it
-        carries, so a node that falls behind its backend catches up instead of falling further back.
+        carries. An answer's first frame goes at once (time to first token is not traded). A later
+        chunk waits up to ``write_window`` for the chunks right behind it, so a model server that
+        sends a token every 2 ms costs one write per two or three tokens; inter-token delay grows
+        by at most the window. Frames that queued up behind a slow write always go out together.
         """
+        first = True
         async for frame in receive:
             answer.last = frame
             batch = [self._encode(frame)]
             size = len(batch[0])
-            while size < COALESCE_BYTES:
-                # Let the producer run: what it has without waiting on I/O (a whole answer's
-                # result, usage and done frames; chunks the backend already sent) joins this write.
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                added = False
-                while size < COALESCE_BYTES:
-                    try:
-                        more = receive.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                    answer.last = more
-                    batch.append(self._encode(more))
-                    size += len(batch[-1])
-                    added = True
-                if not added:
-                    break
+            if not first and self.write_window > 0 and isinstance(frame, ChunkFrame):
+                size = await self._gather_window(receive, answer, batch, size)
+            first = False
+            await self._gather_ready(receive, answer, batch, size)
             if inbox.reset.is_set():
                 return
             await self._write(stream, batch[0] if len(batch) == 1 else b"".join(batch))
+
+    async def _gather_window(
+        self, receive: trio.MemoryReceiveChannel[ResponseFrame], answer: _Answer, batch: list[bytes], size: int
+    ) -> int:
+        """Add the frames that arrive within the write window (or until the answer ends) to ``batch``."""
+        with trio.move_on_after(self.write_window):
+            while size < COALESCE_BYTES and not isinstance(answer.last, Done | ErrorFrame):
+                try:
+                    more = await receive.receive()
+                except trio.EndOfChannel:
+                    break
+                answer.last = more
+                batch.append(self._encode(more))
+                size += len(batch[-1])
+        return size
+
+    async def _gather_ready(
+        self, receive: trio.MemoryReceiveChannel[ResponseFrame], answer: _Answer, batch: list[bytes], size: int
+    ) -> None:
+        """Add the frames the producer has without waiting on I/O (e.g. an answer's usage and done)."""
+        while size < COALESCE_BYTES:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            added = False
+            while size < COALESCE_BYTES:
+                try:
+                    more = receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                answer.last = more
+                batch.append(self._encode(more))
+                size += len(batch[-1])
+                added = True
+            if not added:
+                break
 
     @staticmethod
     def _encode(frame: ResponseFrame) -> bytes:
