@@ -13,7 +13,9 @@ import pytest
 from tooti import Candidate, Preferences, hookspecs
 from tooti.backends.protocol import InferenceBackend
 from tooti.plugins import PluginHost
+from tooti.routing import eligible
 from tooti.routing.protocol import RoutingStrategy
+from tooti.testing.router_conformance import check_router
 
 DOCS = Path(__file__).parents[1] / "docs"
 HOOKS_MD = (DOCS / "plugins" / "hooks.md").read_text()
@@ -90,7 +92,7 @@ def test_hook_tooti_register_routers():
         assert isinstance(strategy, RoutingStrategy)
         decision = strategy.rank([candidate], Preferences(model="m"))
         assert decision.peer_ids == ["p1"]
-        assert strategy.rank([candidate], Preferences(model="other")).ordered == ()
+        check_router(strategy)
 
 
 @pytest.mark.parametrize(("page", "min_blocks"), [("writing-a-backend.md", 6), ("testing-plugins.md", 2)])
@@ -115,8 +117,10 @@ def test_routing_tutorial_code_is_the_example_module_and_works():
     spec.loader.exec_module(module)
     host = PluginHost(load_entry_points=False, plugins=[("router", "random", module)])
     strategy = host.router_class("random").from_params({"seed": 7})
-    nodes = [Candidate(peer_id=f"p{i}", models=frozenset({"m"}), in_cooldown=i == 3) for i in range(6)]
-    decision = strategy.rank(nodes, Preferences(model="m", ignore=frozenset({"p0"})))
-    assert sorted(decision.peer_ids) == ["p1", "p2", "p4", "p5"]
+    nodes = [Candidate(peer_id=f"p{i}", models=frozenset({"m"}), cooling=i == 3) for i in range(6)]
+    prefs = Preferences(model="m", ignore=frozenset({"p0"}))
+    decision = strategy.rank(eligible(nodes, prefs), prefs)  # the gateway filters, the strategy ranks
+    assert sorted(decision.peer_ids) == ["p1", "p2", "p3", "p4", "p5"]
+    check_router(strategy)
     with pytest.raises(ValueError, match="no parameter 'sed'"):
         host.router_class("random").from_params({"sed": 1})

@@ -1,4 +1,4 @@
-"""A complete routing strategy plugin module: pick uniformly at random among eligible nodes.
+"""A complete routing strategy plugin module: pick uniformly at random among the candidates.
 
 Register it from a distribution's pyproject.toml:
 
@@ -12,14 +12,13 @@ import random
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tooti import Candidate, Decision, Preferences, RoutingStrategy, hookimpl
-from tooti.routing import eligible
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 
 class RandomStrategy:
-    """Shuffle the eligible candidates. ``seed`` makes the order reproducible."""
+    """Shuffle the candidates. ``seed`` makes the order reproducible."""
 
     name: ClassVar[str] = "random"
 
@@ -38,8 +37,8 @@ class RandomStrategy:
         return cls(random.Random(seed))
 
     def rank(self, candidates: Sequence[Candidate], prefs: Preferences) -> Decision:
-        """Eligible candidates in random order; never an ineligible one."""
-        ordered = eligible(candidates, prefs)
+        """The candidates (all eligible: the gateway filtered them) in random order."""
+        ordered = list(candidates)
         self._rng.shuffle(ordered)
         return Decision(ordered=tuple(ordered), strategy=self.name, reasons=("uniform random",))
 

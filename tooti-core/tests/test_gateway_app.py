@@ -249,7 +249,8 @@ async def test_model_whose_nodes_left_is_503(client, network):
     network.remove_node("peerA")
     r = await client.post("/v1/chat/completions", json=CHAT)
     assert r.status_code == 503
-    assert r.json()["error"]["code"] == "no_live_node"
+    assert r.json()["error"]["code"] == "no_capacity"
+    assert r.headers["retry-after"] == "5"
 
 
 async def test_unknown_path_and_method_are_openai_shaped(client):

@@ -128,7 +128,7 @@ async def test_a_client_error_mid_stream_ends_the_stream_without_cooling_the_nod
     ],
 )
 async def test_a_timeout_before_the_first_token_names_the_limit_that_fired(client, network, body, limit):
-    network.ghosts["slow"] = "hang"
+    network.ghosts["peer0-slow"] = "hang"  # sorts before peerA: tried first
     r = await client.post("/v1/chat/completions", json=body)
     assert r.status_code == 504
     message = r.json()["error"]["message"]

@@ -123,6 +123,22 @@ async def test_failed_node_cools_down_and_is_skipped(client, backends):
     assert nodes["peerA"]["gateway"]["recent_failures"] == 1
 
 
+async def test_a_cooling_node_is_still_tried_after_the_others(client, backends, network):
+    """Issue 11: cool n1 with one failure; when n2, the only other node, fails too, n1 is tried."""
+    network.remove_node("peerC")
+    backends["peerA"].fail_with(BackendUnavailable("down"))
+    first = await client.post("/v1/chat/completions", json=CHAT)
+    assert first.headers["x-tooti-node"] == "peerB"  # peerA failed and is cooling now
+    backends["peerA"].fail_with(None)
+    backends["peerB"].fail_with(BackendUnavailable("killed"))
+    calls_before = len(backends["peerA"].calls)
+    r = await client.post("/v1/chat/completions", json=CHAT, headers={"x-tooti-debug": "1"})
+    assert r.status_code == 200
+    assert r.headers["x-tooti-node"] == "peerA"  # tried last, after peerB failed
+    assert len(backends["peerA"].calls) == calls_before + 1
+    assert "cooling node(s) tried last: peerA" in r.headers["x-tooti-route"]
+
+
 async def test_model_not_found_does_not_cool_a_node_down(client, backends):
     backends["peerA"].fail_with(ModelNotFound("not here"))
     await client.post("/v1/chat/completions", json=CHAT)
@@ -201,7 +217,7 @@ async def test_failure_after_first_token_ends_with_error_event(client, backends)
 
 @pytest.mark.parametrize("config", [make_config(timeouts={"first_token_sec": 0.2})])
 async def test_first_token_timeout_fails_over(client, network):
-    network.ghosts["slow"] = "hang"
+    network.ghosts["peer0-slow"] = "hang"  # sorts before peerA: tried first
     r = await client.post("/v1/chat/completions", json=STREAM)
     assert r.status_code == 200
     assert r.headers["x-tooti-node"] == "peerA"
@@ -210,7 +226,7 @@ async def test_first_token_timeout_fails_over(client, network):
 
 @pytest.mark.parametrize("config", [make_config(timeouts={"first_token_sec": 0.2}, routing={"max_attempts": 1})])
 async def test_first_token_timeout_on_last_attempt_is_504(client, network):
-    network.ghosts["slow"] = "hang"
+    network.ghosts["peer0-slow"] = "hang"  # sorts before peerA: tried first
     r = await client.post("/v1/chat/completions", json=STREAM)
     assert r.status_code == 504
     assert r.json()["error"]["type"] == "timeout"
@@ -218,7 +234,7 @@ async def test_first_token_timeout_on_last_attempt_is_504(client, network):
 
 @pytest.mark.parametrize("config", [make_config(timeouts={"total_request_sec": 0.3}, routing={"max_attempts": 1})])
 async def test_total_timeout_non_stream_is_504(client, network):
-    network.ghosts["slow"] = "hang"
+    network.ghosts["peer0-slow"] = "hang"  # sorts before peerA: tried first
     r = await client.post("/v1/chat/completions", json=CHAT)
     assert r.status_code == 504
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from tooti.gateway.candidates import ModelMemory, build_candidates
+from tooti.gateway.candidates import candidate_for
 from tooti.gateway.observations import Observations
 from tooti.network import AdvertisedModel, NodeView
+from tooti.routing.table import RouteTable
 
 
 class Clock:
@@ -61,45 +62,63 @@ def test_forget_keeps_busy_and_live_peers():
     assert obs.peek("gone-busy") is not None
 
 
+def _candidates(table, model, obs):
+    now = obs.now()
+    return {c.peer_id: c for c in (candidate_for(e, model, obs, now) for e in table.select(model, now))}
+
+
 def test_candidates_prefer_gateway_measurements():
     clock = Clock()
     obs = Observations(cooldown_sec=5, clock=clock)
-    nodes = [node("a", "m", in_flight=1, ttft_ms=500.0), node("b", "m", ttft_ms=80.0), node("c", "other")]
+    table = RouteTable(15.0, clock=clock)
+    for view in (node("a", "m", in_flight=1, ttft_ms=500.0), node("b", "m", ttft_ms=80.0), node("c", "other")):
+        table.put(view)
     for _ in range(3):
         obs.started("a")
     obs.first_token("b", 40.0)
     obs.failed("b", "x")
-    cands = {c.peer_id: c for c in build_candidates(nodes, "m:latest", obs)}
+    cands = _candidates(table, "m:latest", obs)
     assert set(cands) == {"a", "b"}
     assert cands["a"].in_flight == 3
     assert cands["a"].ttft_ms == 500.0
     assert cands["b"].ttft_ms == 40.0
-    assert cands["b"].in_cooldown
+    assert cands["b"].cooling
     assert cands["b"].recent_failures == 1
-    assert not build_candidates(nodes, "m", obs, ignore_cooldown=True)[1].in_cooldown
+    assert cands["a"].reputation == 1.0
+
+
+def test_prepared_candidates_are_reused_until_something_changes():
+    clock = Clock()
+    obs = Observations(cooldown_sec=5, clock=clock)
+    table = RouteTable(1e9, clock=clock)  # the node never goes stale here
+    table.put(node("a", "m"))
+    first = _candidates(table, "m", obs)["a"]
+    assert _candidates(table, "m", obs)["a"] is first  # nothing changed: the same object
+    obs.started("a")  # an observation marks it out of date
+    busy = _candidates(table, "m", obs)["a"]
+    assert busy is not first
+    assert busy.in_flight == 1
+    obs.failed("a", "x")
+    cooling = _candidates(table, "m", obs)["a"]
+    assert cooling.cooling
+    assert cooling.recent_failures == 1
+    clock.now += 5.01  # time alone ends the cooldown ...
+    assert not _candidates(table, "m", obs)["a"].cooling
+    clock.now += 55  # ... and ages the failure out of the window
+    assert _candidates(table, "m", obs)["a"].recent_failures == 0
+    obs.set_reputation("a", 0.25)
+    assert _candidates(table, "m", obs)["a"].reputation == 0.25
+    table.put(node("a", "m", queued=4))  # a new heartbeat
+    assert _candidates(table, "m", obs)["a"].queued == 4
 
 
 def test_model_memory():
     clock = Clock()
-    memory = ModelMemory(ttl_s=60, clock=clock)
-    memory.note([node("a", "m")])
-    assert memory.known("m")
-    assert memory.known("m:latest")
-    assert not memory.known("other")
-    clock.now += 61
-    assert not memory.known("m")
-
-
-def test_served_names_recomputed_only_when_models_change():
-    from tooti.gateway.candidates import ServedNames
-
-    served = ServedNames()
-    first = node("a", "m")
-    names = served(first)
-    assert names == {"m", "m:latest"}
-    again = NodeView(peer_id="a", models=first.models, age_s=3.0)  # a new snapshot, same heartbeat
-    assert served(again) is names
-    changed = node("a", "n")
-    assert served(changed) == {"n", "n:latest"}
-    served.forget_except(set())
-    assert len(served) == 0
+    table = RouteTable(15.0, clock=clock)
+    table.put(node("a", "m"))
+    table.remove("a")
+    assert table.served_recently("m")
+    assert table.served_recently("m:latest")
+    assert not table.served_recently("other")
+    clock.now += 601
+    assert not table.served_recently("m")

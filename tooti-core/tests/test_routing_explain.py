@@ -18,8 +18,8 @@ def cand(**kw):
     ("candidate", "prefs", "reason"),
     [
         (cand(models=frozenset({"x"})), Preferences(model="m"), "does not serve 'm'"),
-        (cand(stale=True, age_s=21), Preferences(model="m"), "stale (last heartbeat 21 s ago)"),
-        (cand(in_cooldown=True, recent_failures=3), Preferences(model="m"), "in cooldown after 3 recent failures"),
+        (cand(reputation=0.0), Preferences(model="m"), "quarantined (reputation 0)"),
+        (cand(cooling=True, recent_failures=3), Preferences(model="m"), None),  # cooling ranks last, still eligible
         (cand(), Preferences(model="m", ignore=frozenset({"p"})), "in the request's ignore list"),
         (cand(), Preferences(model="m", only=frozenset({"q"})), "not in the request's only list"),
         (
@@ -37,8 +37,8 @@ def test_each_rule_has_a_reason(candidate, prefs, reason):
 
 
 def test_explain_exclusions_lists_only_the_excluded():
-    cands = [cand(peer_id="ok"), cand(peer_id="old", stale=True)]
-    assert explain_exclusions(cands, Preferences(model="m")) == ("old: excluded, stale (last heartbeat 0 s ago)",)
+    cands = [cand(peer_id="ok"), cand(peer_id="bad", reputation=0.0)]
+    assert explain_exclusions(cands, Preferences(model="m")) == ("bad: excluded, quarantined (reputation 0)",)
 
 
 @settings(max_examples=200, deadline=None)
@@ -50,8 +50,8 @@ def test_explain_exclusions_lists_only_the_excluded():
         price_in_per_1k=st.none() | st.floats(0, 1),
         price_out_per_1k=st.none() | st.floats(0, 1),
         region=st.none() | st.sampled_from(["eu", "us"]),
-        stale=st.booleans(),
-        in_cooldown=st.booleans(),
+        reputation=st.sampled_from([0.0, 0.5, 1.0]),
+        cooling=st.booleans(),
     ),
     prefs=st.builds(
         Preferences,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tooti.routing import Candidate, Preferences
+from tooti.routing import Candidate, Preferences, eligible
 from tooti_router_strategies.cost import CostStrategy
 
 PREFS = Preferences(model="m")
@@ -22,7 +22,8 @@ def test_equal_prices_are_broken_by_latency():
 
 def test_max_price_is_a_ceiling():
     cands = [cand("a", 0.001, 0.001), cand("b", 0.002, 0.002), cand("c", 0.0005)]
-    decision = CostStrategy().rank(cands, Preferences(model="m", max_price=0.002))
+    prefs = Preferences(model="m", max_price=0.002)
+    decision = CostStrategy().rank(eligible(cands, prefs), prefs)  # the gateway filters, the strategy ranks
     assert decision.peer_ids == ["c", "a"]
     assert "max_price 0.002" in decision.reasons[0]
 

@@ -53,9 +53,7 @@ def test_explain_limits_reason_lines():
     assert reasons[-1].startswith("... 3 more ranked")
 
 
-def test_nothing_eligible_gives_an_empty_decision_with_a_reason():
-    decision = LeastLoadedStrategy().rank([cand("stale", stale=True)], PREFS)
+def test_no_candidates_give_an_empty_decision_with_a_reason():
+    decision = LeastLoadedStrategy().rank([], PREFS)
     assert decision.ordered == ()
-    assert decision.reasons == (
-        "least-loaded: 0 of 1 candidates eligible, lowest (in flight + queued) / capacity first",
-    )
+    assert decision.reasons == ("least-loaded: 0 candidates, lowest (in flight + queued) / capacity first",)

@@ -23,12 +23,18 @@ if TYPE_CHECKING:
 
 __all__ = ["TOOTI_HOOK_API", "tooti_register_backends", "tooti_register_routers"]
 
-TOOTI_HOOK_API = 2
+TOOTI_HOOK_API = 3
 """Version of this hook API, bumped when a hook or a registered class's contract changes.
 
 2: backends may declare ``native_endpoints`` (adding ``"responses"`` requires ``responses`` and
 ``responses_stream``) and may implement ``completion_stream``; both optional, so version-1
-backends keep working (the node translates ``/v1/responses`` to chat for them)."""
+backends keep working (the node translates ``/v1/responses`` to chat for them).
+
+3: routing strategies only rank: the gateway filters eligibility once (``tooti.routing.eligible``)
+and passes a bounded snapshot, all of which may be chosen; ``rank`` returns a permutation of it.
+``Candidate`` lost ``stale``, ``in_cooldown`` and ``age_s`` and gained ``cooling`` (the gateway
+tries cooling nodes after the others) and ``reputation`` (0..1). Incompatible for strategies that
+read the removed fields."""
 
 
 # -------------------------------------------------------------------------------------------------

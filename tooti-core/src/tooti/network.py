@@ -83,7 +83,12 @@ class Network(Protocol):
         ...
 
     def nodes(self) -> list[NodeView]:
-        """Live nodes (stale ones already pruned). Cheap: no I/O, safe on the request path."""
+        """Live nodes (stale ones already pruned), sorted by peer id. No I/O; O(n), for tables and lists.
+
+        A network with many nodes also offers ``route_table() -> tooti.routing.table.RouteTable``
+        (optional, found with ``getattr``): routing data prepared as heartbeats arrive, which the
+        gateway routes from in constant time. Without it the gateway mirrors ``nodes()`` per decision.
+        """
         ...
 
     def infer(self, peer_id: str, request: InferRequest) -> AsyncIterator[ResponseFrame]:

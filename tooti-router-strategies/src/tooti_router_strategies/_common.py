@@ -1,5 +1,7 @@
 """Helpers shared by the strategies, written for speed: one pass per quantity, C-level sorting.
 
+Strategies only rank (hook API 3): the gateway filters eligibility and bounds the snapshot first.
+
 A rank over *n* candidates is O(n) passes plus one ordering step. Per-candidate work is kept to list
 comprehensions over msgspec attribute reads; ordering sorts indices by a precomputed key list
 (``keys.__getitem__`` is a C call), and for large snapshots only the head that the gateway can
@@ -16,7 +18,7 @@ from itertools import compress
 from operator import itemgetter
 from typing import TYPE_CHECKING, Literal
 
-from tooti.routing.protocol import Candidate, Decision, Preferences
+from tooti.routing.protocol import Candidate, Decision
 from tooti_router_strategies._params import Param
 
 if TYPE_CHECKING:
@@ -31,7 +33,6 @@ __all__ = [
     "UnknownTtft",
     "build_decision",
     "expected_ttfts",
-    "fast_eligible",
     "load_ratios",
     "make_rng",
     "order_indices",
@@ -46,7 +47,7 @@ KeysAt = Callable[[Sequence[int]], list[float]]
 """A lazily computed key: returns the keys of the given indices, in order."""
 
 FULL_SORT_MAX = 256
-"""Up to this many eligible candidates the whole order is sorted."""
+"""Up to this many candidates the whole order is sorted."""
 SORTED_HEAD = 64
 """Above :data:`FULL_SORT_MAX`, only the best this many (plus ties at the cut) are sorted.
 
@@ -60,7 +61,7 @@ MEDIAN_SAMPLE = 255
 """Largest sample the unknown-TTFT median is taken from."""
 
 COMMON_PARAMS: dict[str, Param] = {
-    "explain": Param(kind=int, default=10, ge=0, le=1000, doc="how many ranked nodes get a reason line"),
+    "explain": Param(kind=int, default=3, ge=0, le=1000, doc="how many ranked nodes get a reason line"),
     "sample": Param(
         kind=int, default=0, ge=0, le=1_000_000, doc="score only a random sample of this many eligible nodes (0 = all)"
     ),
@@ -96,30 +97,6 @@ def split_sample(el: list[Candidate], sample: int, rng: random.Random) -> tuple[
     for i in picked:
         mask[i] = 0
     return [el[i] for i in picked], list(compress(el, mask))
-
-
-def fast_eligible(candidates: Sequence[Candidate], prefs: Preferences) -> list[Candidate]:
-    """Same result as :func:`tooti.routing.eligible`, faster: optional filters run only when set.
-
-    Property tests check that both functions agree on arbitrary snapshots.
-    """
-    model, ignore = prefs.model, prefs.ignore
-    if ignore:
-        out = [
-            c for c in candidates if model in c.models and not c.stale and not c.in_cooldown and c.peer_id not in ignore
-        ]
-    else:
-        out = [c for c in candidates if model in c.models and not c.stale and not c.in_cooldown]
-    if prefs.only is not None:
-        only = prefs.only
-        out = [c for c in out if c.peer_id in only]
-    if prefs.max_price is not None:
-        ceiling = prefs.max_price
-        out = [c for c in out if (c.price_in_per_1k or 0.0) + (c.price_out_per_1k or 0.0) <= ceiling]
-    if prefs.region is not None:
-        region = prefs.region
-        out = [c for c in out if c.region == region]
-    return out
 
 
 def load_ratios(el: Sequence[Candidate]) -> list[float]:
@@ -257,7 +234,6 @@ def build_decision(
     el: Sequence[Candidate],
     order: Sequence[int],
     *,
-    total: int,
     summary: str,
     explain: int,
     describe: Callable[[int], str],
@@ -272,7 +248,7 @@ def build_decision(
     if rest:
         ordered += tuple(rest)
         summary += f", scored a random sample of {len(el)}, {len(rest)} unscored follow in snapshot order"
-    reasons = [f"{strategy}: {len(ordered)} of {total} candidates eligible, {summary}"]
+    reasons = [f"{strategy}: {len(ordered)} candidates, {summary}"]
     shown = min(explain, len(order))
     reasons.extend(f"#{rank + 1} {el[i].peer_id}: {describe(i)}" for rank, i in enumerate(order[:shown]))
     if len(ordered) > shown:

@@ -24,7 +24,6 @@ from tooti_router_strategies._common import (
     UnknownTtft,
     build_decision,
     expected_ttfts,
-    fast_eligible,
     load_ratios,
     make_rng,
     order_indices,
@@ -63,7 +62,7 @@ class BalancedStrategy:
         unknown_ttft: TTFT assumed for unmeasured nodes (``median`` or ``optimistic``).
         queue_penalty: weight of queued requests in the expected TTFT.
         explain: how many ranked nodes get a reason line.
-        sample: when more nodes are eligible, rank only a random sample of this many (0 = all).
+        sample: when more candidates are given, rank only a random sample of this many (0 = all).
         seed: seed for the band's random order; ignored when ``rng`` is given.
         rng: random generator to use (tests inject one); default: seeded from the OS.
     """
@@ -89,7 +88,7 @@ class BalancedStrategy:
         tolerance: float = 0.05,
         unknown_ttft: UnknownTtft = "median",
         queue_penalty: float = 1.0,
-        explain: int = 10,
+        explain: int = 3,
         sample: int = 0,
         seed: int | None = None,
         rng: random.Random | None = None,
@@ -113,8 +112,8 @@ class BalancedStrategy:
         return cls(**parse_params(cls.name, params, cls.PARAMS))
 
     def rank(self, candidates: Sequence[Candidate], prefs: Preferences) -> Decision:
-        """Return eligible candidates: near-best band in random order, then lowest score first."""
-        el, rest = split_sample(fast_eligible(candidates, prefs), self.sample, self.rng)
+        """Return the (already filtered) candidates: near-best band in random order, then lowest score first."""
+        el, rest = split_sample(list(candidates), self.sample, self.rng)
         loads = load_ratios(el)
         ttfts, _ = expected_ttfts(el, self.unknown_ttft, self.queue_penalty)
         price = prices(el)
@@ -139,7 +138,6 @@ class BalancedStrategy:
             self.name,
             el,
             order,
-            total=len(candidates),
             summary=f"weights {self._weights_text}, {band} within {self.tolerance:g} of the best score, random order",
             explain=self.explain,
             describe=describe,

@@ -17,7 +17,6 @@ from tooti_router_strategies._common import (
     TTFT_PARAMS,
     UnknownTtft,
     build_decision,
-    fast_eligible,
     make_rng,
     order_indices,
     prices,
@@ -59,7 +58,7 @@ class CostStrategy:
         unknown_ttft: TTFT assumed for unmeasured nodes in the tie-break (``median``/``optimistic``).
         queue_penalty: weight of queued requests in the expected TTFT tie-break.
         explain: how many ranked nodes get a reason line.
-        sample: when more nodes are eligible, rank only a random sample of this many (0 = all);
+        sample: when more candidates are given, rank only a random sample of this many (0 = all);
             the cheapest of a sample is not the cheapest overall, so leave it off for strict cost.
         seed: seed for the sample; ignored when ``rng`` is given.
         rng: random generator for the sample (tests inject one).
@@ -78,7 +77,7 @@ class CostStrategy:
         respect_capacity: bool = True,
         unknown_ttft: UnknownTtft = "median",
         queue_penalty: float = 1.0,
-        explain: int = 10,
+        explain: int = 3,
         sample: int = 0,
         seed: int | None = None,
         rng: random.Random | None = None,
@@ -96,8 +95,8 @@ class CostStrategy:
         return cls(**parse_params(cls.name, params, cls.PARAMS))
 
     def rank(self, candidates: Sequence[Candidate], prefs: Preferences) -> Decision:
-        """Return eligible candidates, cheapest first."""
-        el, rest = split_sample(fast_eligible(candidates, prefs), self.sample, self.rng)
+        """Return the candidates (the gateway already filtered them), cheapest first."""
+        el, rest = split_sample(list(candidates), self.sample, self.rng)
         price = prices(el)
         ttft_at = ttft_lookup(el, self.unknown_ttft, self.queue_penalty)
         primary = _full_after_free(el, price) if self.respect_capacity else price
@@ -115,7 +114,6 @@ class CostStrategy:
             self.name,
             el,
             order,
-            total=len(candidates),
             summary=f"cheapest first{' with a free slot' if self.respect_capacity else ''} (max_price {ceiling}),"
             " ties by expected ttft",
             explain=self.explain,

@@ -21,7 +21,6 @@ from tooti_router_strategies._common import (
     UnknownTtft,
     build_decision,
     expected_ttfts,
-    fast_eligible,
     make_rng,
     order_indices,
     split_sample,
@@ -48,7 +47,7 @@ class LatencyStrategy:
         unknown_ttft: TTFT assumed for unmeasured nodes (``median`` or ``optimistic``).
         queue_penalty: weight of queued requests in the expected TTFT.
         explain: how many ranked nodes get a reason line.
-        sample: when more nodes are eligible, rank only a random sample of this many (0 = all).
+        sample: when more candidates are given, rank only a random sample of this many (0 = all).
         seed: seed for the band's random order; ignored when ``rng`` is given.
         rng: random generator to use (tests inject one); default: seeded from the OS.
     """
@@ -70,7 +69,7 @@ class LatencyStrategy:
         failure_penalty_ms: float = 200.0,
         unknown_ttft: UnknownTtft = "median",
         queue_penalty: float = 1.0,
-        explain: int = 10,
+        explain: int = 3,
         sample: int = 0,
         seed: int | None = None,
         rng: random.Random | None = None,
@@ -90,8 +89,8 @@ class LatencyStrategy:
         return cls(**parse_params(cls.name, params, cls.PARAMS))
 
     def rank(self, candidates: Sequence[Candidate], prefs: Preferences) -> Decision:
-        """Return eligible candidates: near-best band in random order, then fastest first."""
-        el, rest = split_sample(fast_eligible(candidates, prefs), self.sample, self.rng)
+        """Return the (already filtered) candidates: near-best band in random order, then fastest first."""
+        el, rest = split_sample(list(candidates), self.sample, self.rng)
         ttfts, fill = expected_ttfts(el, self.unknown_ttft, self.queue_penalty)
         if self.failure_penalty_ms:
             fails = [c.recent_failures for c in el]
@@ -115,7 +114,6 @@ class LatencyStrategy:
             self.name,
             el,
             order,
-            total=len(candidates),
             summary=f"band <= {best + width:.0f} ms holds {band}",
             explain=self.explain,
             describe=describe,

@@ -15,7 +15,6 @@ from tooti_router_strategies._common import (
     TTFT_PARAMS,
     UnknownTtft,
     build_decision,
-    fast_eligible,
     load_ratios,
     make_rng,
     order_indices,
@@ -40,7 +39,7 @@ class LeastLoadedStrategy:
         explain: how many ranked nodes get a reason line.
         unknown_ttft: TTFT assumed for unmeasured nodes in the tie-break (``median``/``optimistic``).
         queue_penalty: weight of queued requests in the expected TTFT tie-break.
-        sample: when more nodes are eligible, rank only a random sample of this many (0 = all).
+        sample: when more candidates are given, rank only a random sample of this many (0 = all).
         seed: seed for the sample; ignored when ``rng`` is given.
         rng: random generator for the sample (tests inject one).
     """
@@ -51,7 +50,7 @@ class LeastLoadedStrategy:
     def __init__(
         self,
         *,
-        explain: int = 10,
+        explain: int = 3,
         unknown_ttft: UnknownTtft = "median",
         queue_penalty: float = 1.0,
         sample: int = 0,
@@ -70,8 +69,8 @@ class LeastLoadedStrategy:
         return cls(**parse_params(cls.name, params, cls.PARAMS))
 
     def rank(self, candidates: Sequence[Candidate], prefs: Preferences) -> Decision:
-        """Return eligible candidates, least loaded first."""
-        el, rest = split_sample(fast_eligible(candidates, prefs), self.sample, self.rng)
+        """Return the candidates (the gateway already filtered them), least loaded first."""
+        el, rest = split_sample(list(candidates), self.sample, self.rng)
         loads = load_ratios(el)
         ttft_at = ttft_lookup(el, self.unknown_ttft, self.queue_penalty)
         order = order_indices(loads, lambda idx: [el[i].recent_failures for i in idx], ttft_at)
@@ -90,7 +89,6 @@ class LeastLoadedStrategy:
             self.name,
             el,
             order,
-            total=len(candidates),
             summary="lowest (in flight + queued) / capacity first",
             explain=self.explain,
             describe=describe,

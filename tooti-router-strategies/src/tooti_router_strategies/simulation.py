@@ -3,9 +3,10 @@
 Nodes differ in speed, capacity, price and reliability; one is stale, one serves another model, one
 fails every request (so the gateway puts it in cooldown). Requests arrive as a Poisson stream; the
 simulated gateway keeps per-node in-flight counts, a TTFT moving average, recent failures and
-cooldowns, builds a :class:`~tooti.routing.Candidate` snapshot for every request, asks the strategy
-for an order and tries up to three nodes. TTFT grows with a node's load (processor sharing), so
-piling onto one node hurts.
+cooldowns, builds a :class:`~tooti.routing.Candidate` snapshot of the live nodes for every request,
+filters it with :func:`tooti.routing.eligible` as the real gateway does, asks the strategy for an
+order, moves cooling nodes last (:func:`tooti.routing.cooling_last`) and tries up to three nodes.
+TTFT grows with a node's load (processor sharing), so piling onto one node hurts.
 
 Run ``python -m tooti_router_strategies.simulation`` to print the comparison table.
 """
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tooti.routing.eligibility import eligible
+from tooti.routing.ordering import cooling_last
 from tooti.routing.protocol import Candidate, Decision, Preferences
 
 if TYPE_CHECKING:
@@ -79,8 +81,7 @@ class SimNode:
             tokens_per_s=self.tokens_per_s,
             price_in_per_1k=self.price / 2,
             price_out_per_1k=self.price / 2,
-            stale=self.stale,
-            in_cooldown=now < self.cooldown_until,
+            cooling=now < self.cooldown_until,
             recent_failures=len(self.failures),
         )
 
@@ -119,8 +120,8 @@ class RandomStrategy:
         return cls(random.Random(params.get("seed")))
 
     def rank(self, candidates: Sequence[Candidate], prefs: Preferences) -> Decision:
-        """Shuffle the eligible candidates."""
-        el = eligible(candidates, prefs)
+        """Shuffle the candidates."""
+        el = list(candidates)
         self.rng.shuffle(el)
         return Decision(ordered=tuple(el), strategy=self.name)
 
@@ -137,7 +138,8 @@ class SimResult:
     failed_attempts: int
     failed_requests: int
     forbidden_picks: int
-    """Picks of a node that was stale, in cooldown or without the model: must be 0."""
+    """Picks of a node that was stale or without the model, or of a cooling node while a warm one was
+    left untried: must be 0."""
     share: dict[str, float]
 
 
@@ -161,7 +163,7 @@ class _Run:
     def attempt(self, cand: Candidate, now: float) -> float | None:
         """Try one node; return its TTFT or ``None`` when it failed."""
         node = self.nodes[cand.peer_id]
-        if cand.stale or cand.in_cooldown or MODEL not in cand.models:
+        if node.stale or MODEL not in cand.models:
             self.forbidden += 1
         if self.rng.random() < node.fail_prob:
             self.failed_attempts += 1
@@ -180,6 +182,9 @@ class _Run:
 
     def serve(self, decision: Decision, now: float) -> None:
         waited = 0.0
+        flags = [c.cooling for c in decision.ordered]
+        if flags != sorted(flags):  # a cooling node ahead of a warm one
+            self.forbidden += 1
         for cand in decision.ordered[:_MAX_ATTEMPTS]:
             ttft = self.attempt(cand, now + waited)
             if ttft is not None:
@@ -201,7 +206,12 @@ def simulate(strategy: RoutingStrategy, *, requests: int = 3000, rate_per_s: flo
     for _ in range(requests):
         now += rng.expovariate(rate_per_s) * 1000.0
         run.settle(now)
-        run.serve(strategy.rank([n.snapshot(now) for n in nodes], prefs), now)
+        live = [n.snapshot(now) for n in nodes if not n.stale]  # the route table never selects stale nodes
+        candidates = eligible(live, prefs)
+        if candidates:
+            run.serve(cooling_last(strategy.rank(candidates, prefs)), now)
+        else:
+            run.failed_requests += 1
     ttfts = sorted(run.ttfts)
     served = max(len(ttfts), 1)
     return SimResult(

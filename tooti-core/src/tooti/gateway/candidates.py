@@ -1,126 +1,79 @@
-"""Turning the registry snapshot and the gateway's own observations into routing candidates.
+"""Routing candidates from prepared route entries and the gateway's own observations.
 
-Two sources, no I/O: the node's heartbeat (its own load, TTFT and speed, up to one heartbeat old)
-and this gateway's passive measurements (live in-flight counts, observed TTFT, failures, cooldown).
-The gateway's numbers win where both exist because they are current and measured end to end.
+Two sources, no I/O: the node's heartbeat (its own load, TTFT and speed, up to one heartbeat old,
+prepared on arrival in a :class:`~tooti.routing.table.RouteEntry`) and this gateway's passive
+measurements (live in-flight counts, observed TTFT, failures, cooldown, reputation). The gateway's
+numbers win where both exist because they are current and measured end to end.
+
+A candidate is built once and kept on its entry, per model, until it goes out of date: a new
+heartbeat makes a new entry, any observation of the node bumps its ``NodeStats.version``, and the
+time-driven parts (a cooldown ending, a failure leaving the one-minute window) carry their own
+expiry. So a decision touches only the shortlisted nodes, and mostly reuses their candidates.
 """
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
-from tooti.network import NodeView
+from tooti.gateway.observations import FAILURE_WINDOW_S
 from tooti.routing.protocol import Candidate
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from tooti.gateway.observations import NodeStats, Observations
+    from tooti.routing.table import RouteEntry
 
-    from tooti.gateway.observations import Observations
-    from tooti.network import AdvertisedModel
+__all__ = ["candidate_for"]
 
-__all__ = ["ModelMemory", "ServedNames", "build_candidates"]
-
-
-def _price(node: NodeView, model: str) -> tuple[float | None, float | None]:
-    for m in node.models:
-        if model == m.name or model in m.aliases:
-            return m.price_in_per_1k, m.price_out_per_1k
-    return None, None
+_INF = float("inf")
 
 
-class ServedNames:
-    """Each node's served names (models and aliases), recomputed only when its model list changes.
+def _failure_state(stats: NodeStats, now: float, expires: float) -> tuple[int, bool, float]:
+    """Recent failures, whether cooling, and until when both stay as they are."""
+    horizon = now - FAILURE_WINDOW_S
+    recent = [t for t in stats.failures if t >= horizon]
+    if recent:
+        expires = min(expires, recent[0] + FAILURE_WINDOW_S)
+    cooling = stats.cooldown_until > now
+    if cooling:
+        expires = min(expires, stats.cooldown_until)
+    return len(recent), cooling, expires
 
-    The registry hands out the same ``models`` tuple until a node's next heartbeat, so an identity
-    check replaces rebuilding a set per node per request (2 ms per decision at 1,000 nodes).
+
+def candidate_for(entry: RouteEntry, model: str, obs: Observations, now: float) -> Candidate:
+    """The routing candidate of ``entry`` for ``model`` at ``now`` (reused while it is up to date).
+
+    ``now`` is on the observations' clock (:meth:`Observations.now`).
     """
-
-    def __init__(self) -> None:
-        self._cache: dict[str, tuple[tuple[AdvertisedModel, ...], frozenset[str]]] = {}
-
-    def __call__(self, node: NodeView) -> frozenset[str]:
-        """The names ``node`` answers to (cached while its model list is the same object)."""
-        hit = self._cache.get(node.peer_id)
-        if hit is not None and hit[0] is node.models:
-            return hit[1]
-        names = node.serves()
-        self._cache[node.peer_id] = (node.models, names)
-        return names
-
-    def __len__(self) -> int:
-        return len(self._cache)
-
-    def forget_except(self, live: set[str]) -> None:
-        """Drop peers that left the registry."""
-        for peer in [p for p in self._cache if p not in live]:
-            del self._cache[peer]
-
-
-def build_candidates(
-    nodes: Sequence[NodeView],
-    model: str,
-    obs: Observations,
-    *,
-    ignore_cooldown: bool = False,
-    served_names: Callable[[NodeView], frozenset[str]] = NodeView.serves,
-) -> list[Candidate]:
-    """Candidates for ``model``: every live node that serves it (name or alias)."""
-    out: list[Candidate] = []
-    for node in nodes:
-        served = served_names(node)
-        if model not in served:
-            continue
-        seen = obs.peek(node.peer_id)
-        price_in, price_out = _price(node, model)
-        out.append(
-            Candidate(
-                peer_id=node.peer_id,
-                models=served,
-                in_flight=max(node.in_flight, seen.in_flight if seen else 0),
-                queued=node.queued,
-                capacity=node.capacity,
-                ttft_ms=seen.ttft_ms if seen and seen.ttft_ms is not None else node.ttft_ms,
-                tokens_per_s=seen.tokens_per_s if seen and seen.tokens_per_s is not None else node.tokens_per_s,
-                price_in_per_1k=price_in,
-                price_out_per_1k=price_out,
-                region=node.region,
-                age_s=node.age_s,
-                in_cooldown=False if ignore_cooldown else obs.in_cooldown(node.peer_id),
-                recent_failures=obs.recent_failures(node.peer_id),
-            )
-        )
-    return out
-
-
-class ModelMemory:
-    """Models seen in the registry recently, to tell "unknown model" (404) from "no live node" (503).
-
-    Args:
-        ttl_s: how long a model is remembered after its last node disappeared.
-        clock: monotonic clock, injectable for tests.
-    """
-
-    def __init__(self, ttl_s: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl_s = ttl_s
-        self._clock = clock
-        self._seen: dict[str, float] = {}
-        self._last_note = float("-inf")
-
-    def note(
-        self, nodes: Sequence[NodeView], served_names: Callable[[NodeView], frozenset[str]] = NodeView.serves
-    ) -> None:
-        """Remember every model the live nodes serve now."""
-        now = self._last_note = self._clock()
-        for node in nodes:
-            for name in served_names(node):
-                self._seen[name] = now
-
-    def due(self, every_s: float = 1.0) -> bool:
-        """Whether :meth:`note` has not run for ``every_s`` (it is O(all models), so not per request)."""
-        return self._clock() - self._last_note >= every_s
-
-    def known(self, model: str) -> bool:
-        """Whether some node served ``model`` within the last ``ttl_s`` seconds."""
-        at = self._seen.get(model)
-        return at is not None and self._clock() - at <= self.ttl_s
+    stats = obs.peek(entry.peer_id)
+    version = stats.version if stats is not None else -1
+    cached = entry.cache.get(model)
+    if cached is not None and cached[1] == version and now < cached[2]:
+        return cached[0]
+    view = entry.view
+    price_in, price_out = entry.prices.get(model, (None, None))
+    if stats is None:
+        failures, cooling, expires = 0, False, _INF
+        in_flight, ttft, speed, reputation = view.in_flight, view.ttft_ms, view.tokens_per_s, 1.0
+    else:
+        failures, cooling, expires = _failure_state(stats, now, _INF)
+        in_flight = max(view.in_flight, stats.in_flight)
+        ttft = stats.ttft_ms if stats.ttft_ms is not None else view.ttft_ms
+        speed = stats.tokens_per_s if stats.tokens_per_s is not None else view.tokens_per_s
+        reputation = stats.reputation
+    candidate = Candidate(
+        peer_id=entry.peer_id,
+        models=entry.names,
+        in_flight=in_flight,
+        queued=view.queued,
+        capacity=view.capacity,
+        ttft_ms=ttft,
+        tokens_per_s=speed,
+        price_in_per_1k=price_in,
+        price_out_per_1k=price_out,
+        region=view.region,
+        cooling=cooling,
+        recent_failures=failures,
+        reputation=reputation,
+    )
+    entry.cache[model] = (candidate, version, expires)
+    return candidate

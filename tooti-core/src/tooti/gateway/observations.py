@@ -15,18 +15,35 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["NodeStats", "Observations"]
+__all__ = ["FAILURE_WINDOW_S", "NodeStats", "Observations"]
 
 _EMA_ALPHA = 0.3
-_FAILURE_WINDOW_S = 60.0
+FAILURE_WINDOW_S = 60.0
 
 
 class NodeStats:
-    """Mutable per-node counters; only :class:`Observations` writes them."""
+    """Mutable per-node counters; only :class:`Observations` writes them.
 
-    __slots__ = ("cooldown_until", "failures", "in_flight", "last_error", "served", "tokens_per_s", "ttft_ms")
+    ``version`` grows with every change that routing sees, so a prepared routing candidate is rebuilt
+    only when it is out of date (``tooti.gateway.candidates``). ``reputation`` (0..1) is the
+    trust layer's score of the node; 1.0 until something lowers it.
+    """
+
+    __slots__ = (
+        "cooldown_until",
+        "failures",
+        "in_flight",
+        "last_error",
+        "reputation",
+        "served",
+        "tokens_per_s",
+        "ttft_ms",
+        "version",
+    )
 
     def __init__(self) -> None:
+        self.version = 0
+        self.reputation = 1.0
         self.ttft_ms: float | None = None
         self.tokens_per_s: float | None = None
         self.in_flight = 0
@@ -66,17 +83,21 @@ class Observations:
 
     def started(self, peer_id: str) -> None:
         """A request was sent to ``peer_id``."""
-        self.stats(peer_id).in_flight += 1
+        s = self.stats(peer_id)
+        s.in_flight += 1
+        s.version += 1
 
     def finished(self, peer_id: str) -> None:
         """A request to ``peer_id`` ended, however it ended."""
         s = self.stats(peer_id)
         s.in_flight = max(0, s.in_flight - 1)
+        s.version += 1
 
     def first_token(self, peer_id: str, ttft_ms: float) -> None:
         """The first frame of an answer arrived after ``ttft_ms``."""
         s = self.stats(peer_id)
         s.ttft_ms = _ema(s.ttft_ms, ttft_ms)
+        s.version += 1
 
     def succeeded(self, peer_id: str, completion_tokens: int | None, decode_s: float) -> None:
         """An answer completed; records decode speed when the token count is known."""
@@ -84,6 +105,7 @@ class Observations:
         s.served += 1
         if completion_tokens and decode_s > 0:
             s.tokens_per_s = _ema(s.tokens_per_s, completion_tokens / decode_s)
+            s.version += 1
 
     def failed(self, peer_id: str, reason: str, *, cooldown: bool = True) -> None:
         """A request to ``peer_id`` failed; rest the node unless the failure says nothing about it."""
@@ -93,13 +115,24 @@ class Observations:
         s.last_error = reason
         if cooldown and self.cooldown_sec > 0:
             s.cooldown_until = now + self.cooldown_sec
+        s.version += 1
+
+    def set_reputation(self, peer_id: str, reputation: float) -> None:
+        """Set the trust layer's score of ``peer_id`` (clamped to 0..1); routing sees it at once."""
+        s = self.stats(peer_id)
+        s.reputation = min(1.0, max(0.0, reputation))
+        s.version += 1
+
+    def now(self) -> float:
+        """The current time on this record's clock (cooldowns and failure windows use it)."""
+        return self._clock()
 
     def recent_failures(self, peer_id: str) -> int:
         """Failures in the last minute."""
         s = self._stats.get(peer_id)
         if s is None:
             return 0
-        horizon = self._clock() - _FAILURE_WINDOW_S
+        horizon = self._clock() - FAILURE_WINDOW_S
         return sum(1 for t in s.failures if t >= horizon)
 
     def in_cooldown(self, peer_id: str) -> bool:

@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
+import heapq
+import random
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from tooti.gateway.api_errors import ApiError
-from tooti.gateway.candidates import ModelMemory, ServedNames, build_candidates
+from tooti.gateway.candidates import candidate_for
 from tooti.gateway.observations import Observations
 from tooti.gateway.request_hooks import RequestHooks
 from tooti.gateway.strategies import StrategyResolver, UnknownStrategy
-from tooti.routing.eligibility import eligible
+from tooti.routing.eligibility import eligible, total_price
+from tooti.routing.ordering import cooling_last
+from tooti.routing.table import HEAD_PER_KEY, RANDOM_PICKS, SMALL, RouteTable
 
 if TYPE_CHECKING:
     from tooti.config.model import Config
     from tooti.gateway.metrics import GatewayMetrics
-    from tooti.network import Network, NodeView
+    from tooti.network import Network
     from tooti.plugins.host import PluginHost
-    from tooti.routing.protocol import Decision, Preferences
+    from tooti.routing.protocol import Candidate, Decision, Preferences
 
-__all__ = ["Gateway"]
+__all__ = ["RETRY_AFTER_S", "Gateway"]
+
+RETRY_AFTER_S = 5
+"""``Retry-After`` of a 503 for a known model with no node able to take the request now."""
+_HOUSEKEEPING_S = 1.0
+
+
+def _bounded(cands: list[Candidate], rng: random.Random) -> list[Candidate]:
+    """At most a shortlist's worth of ``cands``: the best by load, TTFT and price, plus a random few."""
+    if len(cands) <= SMALL:
+        return cands
+    best: dict[str, Candidate] = {}
+    keys = (
+        lambda c: (c.in_flight + c.queued) / (c.capacity or 1),
+        lambda c: c.ttft_ms if c.ttft_ms is not None else float("inf"),
+        total_price,
+    )
+    for key in keys:
+        best.update((c.peer_id, c) for c in heapq.nsmallest(HEAD_PER_KEY, cands, key=key))
+    at = rng.randrange(len(cands) - RANDOM_PICKS + 1)
+    best.update((c.peer_id, c) for c in cands[at : at + RANDOM_PICKS])
+    return sorted(best.values(), key=attrgetter("peer_id"))
 
 
 class Gateway:
@@ -31,45 +57,72 @@ class Gateway:
         self.observations = Observations(config.routing.cooldown_sec)
         self.hooks = RequestHooks()
         """Frame checks and completion callbacks (see :mod:`tooti.gateway.request_hooks`)."""
-        self.models = ModelMemory()
-        self.served = ServedNames()
         self.strategies = StrategyResolver(plugin_host, config.routing.strategy, config.routing.params)
+        self._mirror = RouteTable(float("inf"))
+        self._rng = random.Random()
+        self._next_housekeeping = 0.0
 
-    def _housekeeping(self, nodes: list[NodeView]) -> None:
-        """Once a second: remember served models, forget peers that left (bounded memory)."""
-        self.models.note(nodes, self.served)
-        live = {n.peer_id for n in nodes}
-        if len(self.observations) > len(live) + 16:
-            self.observations.forget_except(live)
-        if len(self.served) > len(live) + 16:
-            self.served.forget_except(live)
+    def route_table(self) -> RouteTable:
+        """Where decisions read nodes from: the network's own table, or a mirror of ``nodes()``.
+
+        A p2p network prepares routing data as heartbeats arrive (``route_table()``); an in-process
+        network without one (tests, ``tooti.node.local``) is mirrored per decision, which is O(n) and
+        fine for the handful of nodes such networks hold.
+        """
+        table = getattr(self.network, "route_table", None)
+        if callable(table):
+            found: RouteTable = table()
+            return found
+        self._mirror.sync(self.network.nodes())
+        return self._mirror
+
+    def _housekeeping(self, table: RouteTable, now: float) -> None:
+        """Once a second: forget observations of peers that left (bounded memory)."""
+        self._next_housekeeping = now + _HOUSEKEEPING_S
+        if len(self.observations) > len(table) + 16:
+            self.observations.forget_except({v.peer_id for v in table.views()})
+
+    def no_node(self, model: str, table: RouteTable) -> ApiError:
+        """503 ``no_capacity`` for a model served recently, else 404 ``model_not_found``."""
+        if table.served_recently(model):
+            return ApiError(
+                503,
+                f"no node can serve model {model!r} right now; retry shortly",
+                code="no_capacity",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        return ApiError(404, f"model {model!r} does not exist on this network", param="model", code="model_not_found")
 
     def decide(self, prefs: Preferences) -> Decision:
         """Order the nodes that may serve ``prefs.model``; raise 404/503/400 when none may.
 
-        Nodes in cooldown are skipped while another node is eligible; when every node that serves
-        the model is cooling down they are tried anyway, because refusing outright would turn one
-        transient failure into an outage of ``cooldown_sec`` (a LiteLLM complaint).
+        Eligibility is decided here, once, with :func:`tooti.routing.eligible`; the strategy only
+        ranks what passed. Nodes in cooldown stay in the order, after the others: refusing them
+        outright would turn one transient failure into an outage of ``cooldown_sec`` (a LiteLLM
+        complaint), and a client could steer all traffic by getting one node cooled.
         """
         try:
             strategy = self.strategies.get(prefs.strategy)
         except UnknownStrategy as exc:
             raise ApiError(400, str(exc), param="tooti.strategy", code="invalid_preference") from None
-        nodes = self.network.nodes()
-        if self.models.due():
-            self._housekeeping(nodes)
-        candidates = build_candidates(nodes, prefs.model, self.observations, served_names=self.served)
-        if not candidates:
-            if self.models.known(prefs.model):
-                raise ApiError(503, f"no live node serves model {prefs.model!r} right now", code="no_live_node")
-            raise ApiError(
-                404, f"model {prefs.model!r} does not exist on this network", param="model", code="model_not_found"
-            )
-        if not eligible(candidates, prefs):
-            candidates = build_candidates(
-                nodes, prefs.model, self.observations, ignore_cooldown=True, served_names=self.served
-            )
-        decision = strategy.rank(candidates, prefs)
+        table = self.route_table()
+        now = table.clock()
+        if now >= self._next_housekeeping:
+            self._housekeeping(table, now)
+        entries = table.select(prefs.model, now, only=prefs.only)
+        if not entries and (prefs.only is None or not table.count(prefs.model)):
+            raise self.no_node(prefs.model, table)
+        obs = self.observations
+        obs_now = obs.now()
+        model = prefs.model
+        cands = eligible([candidate_for(e, model, obs, obs_now) for e in entries], prefs)
+        if not cands and table.count(model) > len(entries):
+            # A narrowing preference (price, region, ignore) excluded the whole shortlist: look at all.
+            everyone = [candidate_for(e, model, obs, obs_now) for e in table.select_all(model, now)]
+            cands = _bounded(eligible(everyone, prefs), self._rng)
+        if not cands:
+            raise ApiError(503, f"no node for {model!r} matches the routing preferences", code="no_eligible_node")
+        decision = strategy.rank(cands, prefs)
         if not decision.ordered:
-            raise ApiError(503, f"no node for {prefs.model!r} matches the routing preferences", code="no_eligible_node")
-        return decision
+            raise ApiError(503, f"no node for {model!r} matches the routing preferences", code="no_eligible_node")
+        return cooling_last(decision)

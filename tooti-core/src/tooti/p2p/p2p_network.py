@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from tooti.network import NodeView
     from tooti.p2p.bridge import BatchedStream, TrioThread
     from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
+    from tooti.routing.table import RouteTable
     from tooti.wire.infer import InferRequest, ResponseFrame
 
 __all__ = ["NodeFrames", "P2PNetwork", "gateway_settings"]
@@ -132,6 +133,10 @@ class P2PNetwork:
     def nodes(self) -> list[NodeView]:
         """Live nodes from the heartbeat registry; no I/O."""
         return self._require()[1].registry.snapshot()
+
+    def route_table(self) -> RouteTable:
+        """The registry's routing data, prepared as heartbeats arrive (what the gateway routes from)."""
+        return self._require()[1].registry.table
 
     def heartbeat_counts(self) -> dict[str, int]:
         """Heartbeats by result (accepted, invalid, rate_limited); empty before start (read by /metrics)."""

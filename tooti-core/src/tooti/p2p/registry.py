@@ -2,20 +2,24 @@
 
 Liveness is measured on this process's monotonic clock (a sender's timestamp is never trusted), a
 node is stale after three missed heartbeat intervals, and each heartbeat replaces the node's model
-list. The DHT never refreshes liveness. Thread-safe: the trio p2p thread writes, the asyncio
-gateway reads snapshots.
+list. The DHT never refreshes liveness. Each heartbeat is rate-limited, decoded and validated once
+(in the gossipsub validator) and turned into routing data on arrival: the registry's
+:class:`~tooti.routing.table.RouteTable` is what the gateway routes from. Thread-safe: the trio p2p
+thread writes, the asyncio gateway reads.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from tooti.network import NodeView
 from tooti.p2p.heartbeat import HeartbeatError, decode_heartbeat
 from tooti.p2p.heartbeat_rate import HeartbeatRateLimit
+from tooti.routing.table import RouteTable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
@@ -24,20 +28,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STALE_INTERVALS", "Registry"]
+__all__ = ["STALE_INTERVALS", "Registry", "node_view"]
 
 STALE_INTERVALS = 3
 
 
-class _Entry:
-    __slots__ = ("heartbeat", "seen")
-
-    def __init__(self, heartbeat: Heartbeat, seen: float) -> None:
-        self.heartbeat = heartbeat
-        self.seen = seen
-
-
-def _view(heartbeat: Heartbeat, age: float) -> NodeView:
+def node_view(heartbeat: Heartbeat) -> NodeView:
+    """The gateway's view of a node from its heartbeat (``age_s`` is filled in when read)."""
     return NodeView(
         peer_id=heartbeat.node_id,
         name=heartbeat.name,
@@ -50,7 +47,6 @@ def _view(heartbeat: Heartbeat, age: float) -> NodeView:
         region=heartbeat.region,
         version=heartbeat.version,
         hardware=heartbeat.hardware.summary(),
-        age_s=age,
         addrs=heartbeat.addrs,
     )
 
@@ -65,9 +61,7 @@ class Registry:
 
     def __init__(self, interval_sec: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.stale_after = STALE_INTERVALS * interval_sec
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._nodes: dict[str, _Entry] = {}
+        self.table = RouteTable(self.stale_after, clock=clock)
         self.rate_limit = HeartbeatRateLimit(interval_sec, clock=clock)
         self.accepted = 0
         self.invalid = 0
@@ -108,34 +102,27 @@ class Registry:
 
     def update(self, heartbeat: Heartbeat) -> None:
         """Record a validated heartbeat; it replaces everything the node announced before."""
-        with self._lock:
-            self._nodes[heartbeat.node_id] = _Entry(heartbeat, self._clock())
-            self.accepted += 1
+        self.table.put(node_view(heartbeat))
+        self.accepted += 1
 
     def remove(self, peer_id: str) -> None:
         """Forget a node now."""
-        with self._lock:
-            self._nodes.pop(peer_id, None)
+        self.table.remove(peer_id)
 
     def prune(self) -> list[str]:
-        """Drop stale nodes; return their peer ids."""
-        now = self._clock()
-        with self._lock:
-            dead = [pid for pid, e in self._nodes.items() if now - e.seen > self.stale_after]
-            for pid in dead:
-                del self._nodes[pid]
-        return dead
+        """Drop stale nodes; return their peer ids (O(stale nodes))."""
+        return self.table.prune()
 
     def snapshot(self) -> list[NodeView]:
-        """Live nodes (stale ones excluded even before the next prune), sorted by peer id."""
-        now = self._clock()
-        with self._lock:
-            entries = sorted(self._nodes.items())
-        return [_view(e.heartbeat, now - e.seen) for _, e in entries if now - e.seen <= self.stale_after]
+        """Live nodes (stale ones excluded even before the next prune), sorted by peer id. O(n)."""
+        return self.table.views()
 
     def get(self, peer_id: str) -> NodeView | None:
-        """One live node's view, or ``None``."""
-        return next((v for v in self.snapshot() if v.peer_id == peer_id), None)
+        """One live node's view, or ``None``. O(1)."""
+        entry = self.table.get(peer_id)
+        if entry is None:
+            return None
+        return msgspec.structs.replace(entry.view, age_s=self.table.clock() - entry.seen)
 
     def models(self) -> dict[str, list[str]]:
         """Model index: every served name and alias → peer ids serving it."""

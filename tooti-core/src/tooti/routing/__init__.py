@@ -1,8 +1,9 @@
-"""Routing: the strategy contract, eligibility rules and the built-in default."""
+"""Routing: the strategy contract, eligibility rules, the cooling order, route tables and the built-in default."""
 
 from __future__ import annotations
 
 from tooti.routing.eligibility import eligible, total_price
+from tooti.routing.ordering import cooling_last
 from tooti.routing.protocol import Candidate, Decision, Preferences, RoutingStrategy
 
-__all__ = ["Candidate", "Decision", "Preferences", "RoutingStrategy", "eligible", "total_price"]
+__all__ = ["Candidate", "Decision", "Preferences", "RoutingStrategy", "cooling_last", "eligible", "total_price"]

@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tooti.plugins.markers import hookimpl
-from tooti.routing.eligibility import eligible
 from tooti.routing.protocol import Candidate, Decision, Preferences, RoutingStrategy
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 __all__ = ["SimpleStrategy"]
+
+
+_EXPLAIN = 10
+"""Reason lines per decision: the gateway tries at most 10 nodes."""
 
 
 def _key(c: Candidate) -> tuple[int, int, float]:
@@ -31,9 +34,9 @@ class SimpleStrategy:
         return cls()
 
     def rank(self, candidates: Sequence[Candidate], prefs: Preferences) -> Decision:
-        """Return eligible candidates, least busy first."""
-        ordered = sorted(eligible(candidates, prefs), key=_key)
-        reasons = tuple(f"{c.peer_id}: load {c.in_flight + c.queued}, ttft {c.ttft_ms} ms" for c in ordered)
+        """Return the candidates (all eligible: the gateway filtered them), least busy first."""
+        ordered = sorted(candidates, key=_key)
+        reasons = tuple(f"{c.peer_id}: load {c.in_flight + c.queued}, ttft {c.ttft_ms} ms" for c in ordered[:_EXPLAIN])
         return Decision(ordered=tuple(ordered), strategy=self.name, reasons=reasons)
 
 

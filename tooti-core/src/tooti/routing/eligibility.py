@@ -1,4 +1,9 @@
-"""Filters shared by every strategy: what may never be chosen, whatever the ordering."""
+"""What may never be chosen, whatever the ordering: the one eligibility rule, applied by the gateway.
+
+Strategies do not filter (hook API 3): the gateway applies :func:`eligible` once per decision and
+hands the strategy only what passed. Stale nodes never become candidates (the route table stops
+selecting them), and nodes in cooldown stay eligible: they are ranked after the others.
+"""
 
 from __future__ import annotations
 
@@ -20,13 +25,17 @@ def total_price(candidate: Candidate) -> float:
 def eligible(candidates: Sequence[Candidate], prefs: Preferences) -> list[Candidate]:
     """Return the candidates a strategy may order, keeping their input order.
 
-    A candidate is excluded when it does not serve ``prefs.model``, is stale or in cooldown, costs
-    more than ``prefs.max_price``, is outside ``prefs.only``, inside ``prefs.ignore``, or outside
-    ``prefs.region`` (a region preference keeps nodes that state no region out).
+    A candidate is excluded when it does not serve ``prefs.model``, has a reputation of 0
+    (quarantined), costs more than ``prefs.max_price``, is outside ``prefs.only``, inside
+    ``prefs.ignore``, or outside ``prefs.region`` (a region preference keeps nodes that state no
+    region out).
     """
+    model = prefs.model
+    if prefs.only is None and not prefs.ignore and prefs.max_price is None and prefs.region is None:
+        return [c for c in candidates if c.reputation > 0.0 and model in c.models]  # no preference: one pass
     out: list[Candidate] = []
     for c in candidates:
-        if prefs.model not in c.models or c.stale or c.in_cooldown or c.peer_id in prefs.ignore:
+        if prefs.model not in c.models or c.reputation <= 0.0 or c.peer_id in prefs.ignore:
             continue
         if prefs.only is not None and c.peer_id not in prefs.only:
             continue

@@ -24,10 +24,8 @@ def exclusion_reason(c: Candidate, prefs: Preferences) -> str | None:
     """Return why ``c`` is not eligible for ``prefs`` (the first rule it breaks), or ``None``."""
     if prefs.model not in c.models:
         return f"does not serve {prefs.model!r}"
-    if c.stale:
-        return f"stale (last heartbeat {c.age_s:.0f} s ago)"
-    if c.in_cooldown:
-        return f"in cooldown after {c.recent_failures} recent failures"
+    if c.reputation <= 0.0:
+        return "quarantined (reputation 0)"
     if c.peer_id in prefs.ignore:
         return "in the request's ignore list"
     if prefs.only is not None and c.peer_id not in prefs.only:

@@ -1,9 +1,17 @@
-"""The contract every routing strategy implements.
+"""The contract every routing strategy implements (hook API 3).
 
 A strategy is a pure function over a snapshot: given the candidates for one request and the
 request's preferences, it returns them in the order the gateway should try them. It does no I/O and
 keeps no per-request state, so the gateway can call it on the request path without a network round
 trip, and tests can call it with hand-made snapshots.
+
+Since hook API 3 the gateway filters eligibility once, before the strategy runs
+(:func:`tooti.routing.eligible`: the model, the request's ``only``/``ignore``/``max_price``/``region``),
+and strategies only rank: every candidate they receive may be chosen. The gateway also bounds the
+snapshot: all nodes of a model served by up to 64 nodes, else a shortlist of the best by load, TTFT
+and price plus a random sample (``tooti.routing.table``), so a strategy's cost does not grow with
+the network. After ranking, the gateway moves candidates with ``cooling`` set after the others
+(they are still tried, last).
 """
 
 from __future__ import annotations
@@ -34,12 +42,12 @@ class Candidate(msgspec.Struct, kw_only=True, frozen=True):
     price_in_per_1k: float | None = None
     price_out_per_1k: float | None = None
     region: str | None = None
-    age_s: float = 0.0
-    """Seconds since the last heartbeat, on the gateway's clock."""
-    stale: bool = False
-    in_cooldown: bool = False
-    """The gateway saw this node fail recently and is resting it."""
+    cooling: bool = False
+    """The gateway saw this node fail recently and is resting it: it is tried after the others."""
     recent_failures: int = 0
+    """Failures the gateway saw from this node in the last minute."""
+    reputation: float = 1.0
+    """The gateway's trust in this node, 0..1 (verification results and failures); 1.0 by default."""
 
 
 class Preferences(msgspec.Struct, kw_only=True, frozen=True):
@@ -70,14 +78,14 @@ class Decision(msgspec.Struct, kw_only=True, frozen=True):
 
 @runtime_checkable
 class RoutingStrategy(Protocol):
-    """Orders eligible candidates for one request. Pure: no I/O, no mutation of the inputs.
+    """Orders the candidates for one request. Pure: no I/O, no mutation of the inputs.
 
     Required members:
         name: the entry-point name users write as ``routing.strategy`` (e.g. ``"latency"``).
         from_params: builds an instance from the ``routing.params.<name>`` config mapping; raises
             ``ValueError`` naming the bad parameter.
-        rank: returns a :class:`Decision` whose ``ordered`` is a permutation of the *eligible*
-            candidates (see :func:`tooti.routing.eligible`); it never adds or invents candidates.
+        rank: returns a :class:`Decision` whose ``ordered`` is a permutation of ``candidates``,
+            all of which the gateway already found eligible; it never drops, adds or invents one.
     """
 
     name: ClassVar[str]
@@ -88,5 +96,5 @@ class RoutingStrategy(Protocol):
         ...
 
     def rank(self, candidates: Sequence[Candidate], prefs: Preferences) -> Decision:
-        """Return the eligible candidates in the order to try them."""
+        """Return ``candidates`` (all eligible) in the order to try them."""
         ...

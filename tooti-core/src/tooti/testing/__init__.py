@@ -3,6 +3,7 @@
 - :class:`FakeBackend`: a deterministic in-memory backend with failure injection and call records.
 - :func:`make_plugin_host`: a :class:`~tooti.plugins.host.PluginHost` seeing only given plugins.
 - :mod:`tooti.testing.conformance`: ``BackendConformance``, a test class every backend should pass.
+- :mod:`tooti.testing.router_conformance`: ``check_router``, the contract every routing strategy keeps.
 - :mod:`tooti.testing.pytest_plugin`: fixtures registered through the ``pytest11`` entry point.
 """
 
