@@ -251,6 +251,10 @@ async def test_model_whose_nodes_left_is_503(client, network):
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "no_capacity"
     assert r.headers["retry-after"] == "5"
+    model = await client.get("/v1/models/fake-model")  # known, no capacity: listed with 0 nodes, not 404
+    assert model.status_code == 200
+    assert model.json()["nodes"] == 0
+    assert (await client.get("/v1/models/gpt-17")).status_code == 404
 
 
 async def test_unknown_path_and_method_are_openai_shaped(client):

@@ -43,7 +43,7 @@ async def open_request(gw: Gateway, parsed: ParsedBody, prefs: Preferences, ctx:
         ApiError: no node may serve the request (404, 503, 400) or the total budget ran out.
         BackendError: the last attempt's error when every attempt failed, or a client error.
     """
-    decision = gw.decide(prefs)
+    decision = await gw.route(prefs)
     ctx.reasons = (f"strategy={decision.strategy}", *decision.reasons)
     total = gw.config.timeouts.total_request_sec
     routed_at = time.perf_counter()

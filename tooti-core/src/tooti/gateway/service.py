@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from tooti.gateway.api_errors import ApiError
 from tooti.gateway.candidates import candidate_for
+from tooti.gateway.model_lookup import ProviderLookup
 from tooti.gateway.observations import Observations
 from tooti.gateway.request_hooks import RequestHooks
 from tooti.gateway.strategies import StrategyResolver, UnknownStrategy
@@ -47,6 +48,15 @@ def _bounded(cands: list[Candidate], rng: random.Random) -> list[Candidate]:
     return sorted(best.values(), key=attrgetter("peer_id"))
 
 
+def _no_capacity(model: str) -> ApiError:
+    return ApiError(
+        503,
+        f"no node can serve model {model!r} right now; retry shortly",
+        code="no_capacity",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
 class Gateway:
     """Everything the request handlers share: network, strategies, observations, metrics, config."""
 
@@ -58,6 +68,7 @@ class Gateway:
         self.hooks = RequestHooks()
         """Frame checks and completion callbacks (see :mod:`tooti.gateway.request_hooks`)."""
         self.strategies = StrategyResolver(plugin_host, config.routing.strategy, config.routing.params)
+        self.providers = ProviderLookup.for_network(network)
         self._mirror = RouteTable(float("inf"))
         self._rng = random.Random()
         self._next_housekeeping = 0.0
@@ -83,15 +94,27 @@ class Gateway:
             self.observations.forget_except({v.peer_id for v in table.views()})
 
     def no_node(self, model: str, table: RouteTable) -> ApiError:
-        """503 ``no_capacity`` for a model served recently, else 404 ``model_not_found``."""
-        if table.served_recently(model):
-            return ApiError(
-                503,
-                f"no node can serve model {model!r} right now; retry shortly",
-                code="no_capacity",
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-            )
+        """503 ``no_capacity`` for a model served recently (or found in the DHT), else 404."""
+        if table.served_recently(model) or self.providers.remembered(model):
+            return _no_capacity(model)
         return ApiError(404, f"model {model!r} does not exist on this network", param="model", code="model_not_found")
+
+    async def route(self, prefs: Preferences) -> Decision:
+        """:meth:`decide`, and before a 404 one bounded DHT lookup of the model (the request path's call).
+
+        Right after a gateway starts, or once every node of a model went silent, the registry does
+        not know the model; nodes' DHT provider records still do, and then the answer is 503
+        ``no_capacity`` with ``Retry-After``, not 404 (see :mod:`tooti.gateway.model_lookup`).
+        Routable requests never reach the lookup.
+        """
+        try:
+            return self.decide(prefs)
+        except ApiError as exc:
+            if exc.code != "model_not_found":
+                raise
+            if await self.providers.provided(prefs.model):
+                raise _no_capacity(prefs.model) from None
+            raise
 
     def decide(self, prefs: Preferences) -> Decision:
         """Order the nodes that may serve ``prefs.model``; raise 404/503/400 when none may.

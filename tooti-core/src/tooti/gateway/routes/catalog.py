@@ -28,11 +28,18 @@ async def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
     summary="Describe one model",
 )
 async def get_model(request: Request[Any, Any, Any], model_id: FromPath[str]) -> dict[str, Any]:
-    """One model object, or 404."""
+    """One model object; a model served recently but by no live node now is listed with 0 nodes; else 404.
+
+    The same rule as chat requests (503 rather than 404 for such a model), so a client that checks
+    a model before using it is not told it does not exist while its nodes restart.
+    """
     wanted = model_id.lstrip("/")
-    for entry in model_list(gateway_of(request).network.nodes()):
+    gw = gateway_of(request)
+    for entry in model_list(gw.network.nodes()):
         if entry["id"] == wanted:
             return entry
+    if gw.route_table().served_recently(wanted) or await gw.providers.provided(wanted):
+        return {"id": wanted, "object": "model", "created": 0, "owned_by": "tooti", "nodes": 0}
     raise ApiError(404, f"model {wanted!r} does not exist on this network", param="model", code="model_not_found")
 
 
