@@ -67,3 +67,26 @@ def test_gateway_book_is_bounded_and_forgets_silent_gateways():
     assert next(iter(gateways)) == f"gw{MAX_GATEWAYS + 4}"  # newest first
     now[0] = 1000.0
     assert book.gateways() == {}
+
+
+def test_announce_addrs_replace_the_listen_addresses():
+    from tooti.p2p.identity import generate_identity
+    from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
+
+    runtime = P2PRuntime(generate_identity(), RuntimeSettings(announce_addrs=["/ip4/198.51.100.4/tcp/4001"]))
+    assert runtime.listen_addrs() == [f"/ip4/198.51.100.4/tcp/4001/p2p/{runtime.peer_id}"]
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ({"network": {"gateways": ["/ip4/203.0.113.1/tcp/4001"]}}, "network.gateways"),
+        ({"network": {"dial_scopes": ["everywhere"]}}, "network.dial_scopes"),
+        ({"listen": {"announce_addrs": ["203.0.113.1:4001"]}}, "listen.announce_addrs"),
+    ],
+)
+def test_mesh_config_errors_name_the_key(section, key):
+    from tooti.config.model import Config
+
+    with pytest.raises(msgspec.ValidationError, match=key.replace(".", r"\.")):
+        msgspec.convert(section, Config)

@@ -98,7 +98,7 @@ class PeerKeeper:
 
     # -- dialling ---------------------------------------------------------------------------------
 
-    async def _dial(self, peer: str, addrs: Iterable[str]) -> bool:
+    async def _dial(self, peer: str, addrs: Iterable[str], pinned: bool = False) -> bool:
         """One bounded dial through scopes and backoff; ``True`` when connected."""
         import multiaddr
         from libp2p.peer.id import ID
@@ -119,7 +119,7 @@ class PeerKeeper:
             await runtime.connect_info(info)
         except BackendUnavailable as exc:
             runtime.backoff.failed(peer)
-            log.debug("peer %s unreachable: %s", peer, exc.message)
+            log.log(logging.INFO if pinned else logging.DEBUG, "peer %s unreachable: %s", peer, exc.message)
             return False
         runtime.backoff.succeeded(peer)
         return True
@@ -131,10 +131,10 @@ class PeerKeeper:
             return False
         return runtime.scopes is None or bool(runtime.scopes.filter(addrs))
 
-    async def _dial_many(self, targets: list[tuple[str, tuple[str, ...]]]) -> None:
+    async def _dial_many(self, targets: list[tuple[str, tuple[str, ...]]], *, pinned: bool = False) -> None:
         async with trio.open_nursery() as nursery:
             for peer, addrs in targets[:MAX_DIALS_PER_ROUND]:
-                nursery.start_soon(self._dial, peer, addrs)
+                nursery.start_soon(self._dial, peer, addrs, pinned)
 
     async def round(self) -> None:
         """One maintenance round (see the module docstring)."""
@@ -144,7 +144,7 @@ class PeerKeeper:
         connected = set(runtime.connected_peers())
         pinned = [(p, a) for p, a in self.pinned().items() if p not in connected]
         if pinned:
-            await self._dial_many(pinned)
+            await self._dial_many(pinned, pinned=True)
             connected = set(runtime.connected_peers())
         missing = self.settings.target_peers - len(connected)
         if missing > 0:

@@ -416,6 +416,19 @@ class P2PRuntime:
         await self._connect_info(info, timeout)
 
     async def _connect_info(self, info: Any, timeout: float) -> None:
+        # py-libp2p refuses for 60 s to dial a peer once all its addresses failed (a "negative
+        # cache"), even at addresses learned since: a DHT dial to a gateway's unusable 0.0.0.0
+        # address blocked the gateway's real address, announced a moment later, for a minute.
+        # tooti spaces dials per peer itself (DialBackoff), so each of its dials starts unblocked.
+        unblock = getattr(self.host.get_network(), "unblock_peer", None)
+        if unblock is not None:
+            unblock(info.peer_id)
+        if info.addrs:
+            # The swarm dials only the first TCP address in the peerstore (its "smart address
+            # selection" keeps one per transport class); what identify or the DHT stored before
+            # (e.g. a gateway's 0.0.0.0 listen address) would be dialled instead of the address
+            # chosen here. So the peerstore holds exactly the chosen addresses for this dial.
+            self.host.get_peerstore().clear_addrs(info.peer_id)
         failure: Exception | None = None
         done = False
         with trio.move_on_after(timeout) as scope:
@@ -503,6 +516,8 @@ class P2PRuntime:
             log.info("dropped presence record via %s: %s", forwarder, exc)
             return False
         if record.peer_id != self.peer_id:
+            if record.peer_id not in self.gateways.gateways():
+                log.info("heard of gateway %s at %s", record.peer_id, ", ".join(record.addrs))
             self.gateways.record(record)
         return True
 
