@@ -45,12 +45,13 @@ class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class NodeSection(_Section):
     """The node's identity and who may use it."""
 
-    name: str = "tooti-node"
+    name: Annotated[str, Meta(pattern=r"\A([A-Za-z0-9][A-Za-z0-9 ._-]{0,63})?\Z")] = "tooti-node"
+    """Shown to gateways; letters, digits, space, ``.``, ``_``, ``-`` (gateways refuse other heartbeats)."""
     identity_key_file: str | None = None
     """Ed25519 key file; created (mode 0600) if missing. Default: ``$TOOTI_HOME/identity.key``."""
     allowed_gateway_peers: list[str] = msgspec.field(default_factory=list)
     """When non-empty, only these peer ids may send inference requests."""
-    region: str | None = None
+    region: Annotated[str, Meta(pattern=r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")] | None = None
     max_concurrent_requests: Annotated[int, Meta(ge=1)] = 16
     write_window_ms: Annotated[float, Meta(ge=0, le=50)] = 3.0
     """After the first chunk of an answer, chunks arriving within this window join one frame write."""
