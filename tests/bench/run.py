@@ -1,4 +1,4 @@
-"""tooti benchmarks: overhead, throughput, failover, heartbeat flood, scale and fuzz, measured in one run.
+"""tooti benchmarks: overhead, throughput, failover, scale and fuzz, measured in one run.
 
 Writes ``docs/benchmarks.json`` (every figure) and ``docs/benchmarks.md`` (the table, each figure
 beside its target, and the machine it came from). Run through ``uv run nox -s bench``, or directly:
@@ -24,7 +24,7 @@ import report
 import scenarios
 
 DOCS = Path(__file__).parents[2] / "docs"
-SECTIONS = ("overhead", "throughput", "failover", "flood", "scale", "fuzz")
+SECTIONS = ("overhead", "throughput", "failover", "scale", "fuzz", "accounting")
 
 
 def main() -> None:
@@ -33,12 +33,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts: checks the harness, not the numbers")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
     parser.add_argument("--out", type=Path, default=DOCS, help="where benchmarks.md/.json go")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the other sections' figures from the existing benchmarks.json"
+    )
     args = parser.parse_args()
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(chosen) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     results: dict[str, Any] = {"machine": report.machine(), "quick": args.quick, "started": time.time()}
+    earlier = args.out / "benchmarks.json"
+    if args.merge and earlier.exists():
+        kept = json.loads(earlier.read_text())
+        results = {**kept, "merged": sorted({*kept.get("merged", []), *chosen})}
     with tempfile.TemporaryDirectory(prefix="tooti-bench-") as tmp:
         for section in chosen:
             t0 = time.monotonic()

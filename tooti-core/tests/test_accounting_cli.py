@@ -107,3 +107,52 @@ def test_usage_filters_and_tables(tooti_home):
     table = runner.invoke(app, ["usage"])
     assert table.exit_code == 0
     assert "m1" in table.stdout
+
+
+def test_receipts_export_and_verify(tooti_home, tmp_path):
+    from tooti.accounting.receipts import GatewayCounts, countersign, encode
+    from tooti.p2p.identity import generate_identity, peer_id_of
+    from tooti.wire.receipt import NodeReceipt, request_hash, signing_bytes
+
+    node, gateway = generate_identity(), generate_identity()
+    peer = peer_id_of(node)
+    lines = []
+    for i in range(3):
+        receipt = NodeReceipt(
+            request=request_hash(f"r{i}"),
+            model="m",
+            prompt_tokens=2,
+            completion_tokens=i,
+            ttft_ms=None,
+            duration_ms=1.0,
+            node=peer,
+            at=1e9 + i,
+        )
+        sig = node.private_key.sign(signing_bytes(receipt))
+        counts = GatewayCounts(prompt_tokens=2, completion_tokens=i, token_chunks=None)
+        lines.append(encode(countersign(receipt, sig, counts, [] if i else ["no_usage_frame"], gateway)).decode())
+    store = AccountingStore.open(None)
+    store.record(
+        [],
+        [
+            UsageRow(
+                request_id=f"r{i}", at=1e9 + i, key_id=None, model="m", peer_id=peer, duration_ms=1.0, receipt=line
+            )
+            for i, line in enumerate(lines)
+        ]
+        + [UsageRow(request_id="x", at=1e9, key_id=None, model="m", peer_id="12D3KooWother", duration_ms=1.0)],
+    )
+    store.close()
+    out = tmp_path / "r.jsonl"
+    exported = runner.invoke(app, ["receipts", "export", "--node", peer, "--out", str(out)])
+    assert exported.exit_code == 0
+    assert out.read_text().splitlines() == lines
+    ok = runner.invoke(app, ["receipts", "verify", str(out)])
+    assert ok.exit_code == 0, ok.output
+    assert "3 valid, 0 rejected, 1 flagged" in ok.output
+    data = bytearray(out.read_bytes())
+    data[40] = ord("0") if data[40] != ord("0") else ord("1")
+    out.write_bytes(bytes(data))
+    bad = runner.invoke(app, ["receipts", "verify", str(out)])
+    assert bad.exit_code == 1
+    assert "2 valid, 1 rejected" in bad.output

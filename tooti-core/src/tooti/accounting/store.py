@@ -221,15 +221,18 @@ class AccountingStore:
             )
         return key, self.find_key(record.id)
 
-    def keys_version(self) -> tuple[int, float]:
-        """A cheap fingerprint of the key table (count, newest change) for gateways to poll.
+    def keys_version(self) -> tuple[int, float, float]:
+        """A cheap fingerprint of the key table (count, newest and summed change times) for gateways to poll.
 
-        Spend and last-use updates do not touch ``updated_at``, so serving requests does not make
-        every gateway reload its keys.
+        The sum changes whenever any key changes, even when the machine that changed it has a clock
+        behind the newest ``updated_at``. Spend and last-use updates do not touch ``updated_at``, so
+        serving requests does not make every gateway reload its keys.
         """
         with self.engine.connect() as conn:
-            count, newest = conn.execute(select(func.count(), func.max(api_keys.c.updated_at))).one()
-        return int(count), float(newest or 0.0)
+            count, newest, total = conn.execute(
+                select(func.count(), func.max(api_keys.c.updated_at), func.sum(api_keys.c.updated_at))
+            ).one()
+        return int(count), float(newest or 0.0), float(total or 0.0)
 
     def usable_keys(self) -> dict[str, KeyRecord]:
         """Keys that are not revoked, by hash (expiry is checked per request against the clock)."""
@@ -375,6 +378,14 @@ class AccountingStore:
         stmt = stmt.order_by(usage.c.at.desc(), usage.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [_usage_row(r) for r in conn.execute(stmt).all()]
+
+    def receipts(self, *, peer_id: str, since: float | None = None) -> list[str]:
+        """The stored countersigned receipts of requests ``peer_id`` served, oldest first."""
+        stmt = select(usage.c.receipt).where(usage.c.peer_id == peer_id, usage.c.receipt.is_not(None))
+        if since is not None:
+            stmt = stmt.where(usage.c.at >= since)
+        with self.engine.connect() as conn:
+            return [str(r) for r in conn.execute(stmt.order_by(usage.c.at, usage.c.id)).scalars()]
 
     def usage_summary(
         self, *, key_id: str | None = None, peer_id: str | None = None, since: float | None = None

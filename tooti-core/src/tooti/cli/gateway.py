@@ -41,14 +41,37 @@ def start(
     try:
         config = load_config(path)
         host, port = parse_listen(listen or config.gateway.listen)
-        network, lifespan = p2p_network(config, identity_file=identity or tooti_home() / "gateway.key")
-        gateway_app = create_app(config, network, PluginHost(), lifespan=[lifespan])
+        store = None
+        if config.gateway.store.enabled:
+            from tooti.accounting.store import AccountingStore
+
+            store = AccountingStore.open(config.gateway.store.url)
+        identity_file = identity or tooti_home() / "gateway.key"
+        network, lifespan = p2p_network(config, identity_file=identity_file)
+        signing_key = None
+        if store is not None:
+            from tooti.p2p.identity import load_or_create_identity
+
+            signing_key = load_or_create_identity(identity_file)
+        gateway_app = create_app(
+            config, network, PluginHost(), lifespan=[lifespan], store=store, signing_key=signing_key
+        )
     except (TootiError, ValueError) as exc:
         fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - the store's driver errors: name the database, not the password
+        from tooti.accounting.engine import redact_url
+
+        fail(f"gateway.store.url: cannot open {redact_url(config.gateway.store.url or 'the SQLite store')}: {exc}")
     if config.gateway.auth_mode == "off" and host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/yellow] {host}:{port} is reachable beyond this machine with auth_mode off")
     console.print(f"tooti gateway on [bold]http://{host}:{port}/v1[/bold] (Ctrl-C to stop)")
-    uvicorn.Server(uvicorn_config(gateway_app, host, port, log_level=log_level.lower())).run()
+    if store is not None:
+        console.print(f"accounting store: {store.url}", highlight=False)
+    try:
+        uvicorn.Server(uvicorn_config(gateway_app, host, port, log_level=log_level.lower())).run()
+    finally:
+        if store is not None:
+            store.close()
 
 
 @app.command("hash-key")

@@ -9,11 +9,10 @@ import typer
 
 from tooti.cli import gateway as gateway_cmd
 from tooti.cli import keys as keys_cmd
-from tooti.cli import network_cmd
+from tooti.cli import network_cmd, receipts_cmd, usage_cmd
 from tooti.cli import node as node_cmd
 from tooti.cli import plugins as plugins_cmd
 from tooti.cli import up as up_cmd
-from tooti.cli import usage as usage_cmd
 
 app = typer.Typer(
     name="tooti",
@@ -29,6 +28,7 @@ app.add_typer(node_cmd.app, name="node")
 app.command("up")(up_cmd.up)
 app.add_typer(keys_cmd.app, name="keys")
 app.command("usage")(usage_cmd.usage)
+app.add_typer(receipts_cmd.app, name="receipts")
 
 ConfigFile = Annotated[Path | None, typer.Option("--file", "-f", help="Config file (.yaml/.yml/.toml).")]
 

@@ -30,7 +30,7 @@ def up(
         fail(problem)
     model_path = model or _default_model()
     assert model_path is not None  # noqa: S101 - missing_requirement checked it
-    stack = LocalUp(model_path, host=host, port=port, threads=threads)
+    stack = LocalUp(model_path, host=host, port=port, threads=threads, store_url="")
     try:
         with console.status("starting the gateway…") as status:
             bootstrap = stack.start_gateway()
@@ -38,6 +38,8 @@ def up(
             node = stack.start_node(bootstrap)
             stack.wait_ready(timeout, tick=lambda msg: status.update(f"{msg}…"))
         console.print(f"[green]ready[/green]  gateway [bold]{stack.base_url}/v1[/bold]  node pid {node.pid}")
+        if stack.store is not None:
+            console.print(f"keys and usage: {stack.store.url} (tooti keys create, tooti usage)", highlight=False)
         curl, python = snippets(stack.base_url)
         # Plain text, no boxes: the snippets must survive copy and paste.
         console.print("\n[bold]Stream with curl:[/bold]\n")

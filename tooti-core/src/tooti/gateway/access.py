@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from tooti.gateway.api_errors import ApiError
 from tooti.gateway.api_keys import KeyRing
+from tooti.gateway.metering import KEY_STATE
 from tooti.gateway.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -13,6 +15,7 @@ if TYPE_CHECKING:
     from litestar.handlers.base import BaseRouteHandler
 
     from tooti.config.model import GatewaySection
+    from tooti.gateway.metering import Metering
     from tooti.gateway.metrics import GatewayMetrics
 
 __all__ = ["AccessControl", "access_guard"]
@@ -31,20 +34,48 @@ def _presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None
 class AccessControl:
     """Authentication and rate limiting for one gateway."""
 
-    def __init__(self, section: GatewaySection, metrics: GatewayMetrics) -> None:
+    def __init__(self, section: GatewaySection, metrics: GatewayMetrics, metering: Metering | None = None) -> None:
         self.mode = section.auth_mode
         self.keys = KeyRing(section.api_key_hashes)
         self.limiter = RateLimiter(section.rate_limit_rpm)
         self.metrics = metrics
+        self.metering = metering
+
+    def _store_key(self, connection: ASGIConnection[Any, Any, Any, Any], key: str) -> str | None:
+        """Identity of a key the accounting store knows, leaving its record for metering; 401 if expired."""
+        if self.metering is None:
+            return None
+        record = self.metering.lookup(key)
+        if record is None:
+            return None
+        if not record.usable(time.time()):
+            raise ApiError(
+                401, "this API key has expired", code="expired_api_key", headers={"WWW-Authenticate": "Bearer"}
+            )
+        connection.scope.setdefault("state", {})[KEY_STATE] = record
+        return f"key:{record.id}"
 
     def identify(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-        """The client's identity for rate limiting; raises 401 when the key is missing or wrong."""
-        key = _presented_key(connection) if self.mode != "off" else None
+        """The client's identity for rate limiting; raises 401 when the key is missing or wrong.
+
+        With ``auth_mode: off`` a presented key the store knows is still metered (its budget and
+        limits hold, its usage is recorded under it); any other key is ignored as before.
+        """
+        key = _presented_key(connection)
+        if self.mode == "off":
+            stored = self._store_key(connection, key) if key is not None else None
+            if stored is not None:
+                return stored
+            key = None
         if key is not None:
             known = self.keys.check(key)
-            if known is None:
+            if known is not None:
+                connection.scope.setdefault("state", {})[KEY_STATE] = "config:" + known.removeprefix("sha256:")[:12]
+                return known
+            stored = self._store_key(connection, key)
+            if stored is None:
                 raise ApiError(401, "invalid API key", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
-            return known
+            return stored
         if self.mode == "required":
             raise ApiError(
                 401,

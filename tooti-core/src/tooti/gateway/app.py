@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -15,14 +16,19 @@ from tooti import __version__
 from tooti.gateway.access import AccessControl
 from tooti.gateway.api_errors import exception_handlers
 from tooti.gateway.context import context_middleware_factory
+from tooti.gateway.metering import Metering
 from tooti.gateway.metrics import GatewayMetrics
 from tooti.gateway.routes.catalog import get_model, list_models, list_nodes
 from tooti.gateway.routes.inference import chat_completions, completions, embeddings
 from tooti.gateway.routes.ops import health, metrics, ready
+from tooti.gateway.routes.usage_report import usage_report
 from tooti.gateway.service import Gateway
 from tooti.plugins.host import PluginHost
 
 if TYPE_CHECKING:
+    from libp2p.crypto.keys import KeyPair
+
+    from tooti.accounting.store import AccountingStore
     from tooti.config.model import Config, GatewaySection
     from tooti.network import Network
 
@@ -61,6 +67,8 @@ def create_app(
     *,
     lifespan: Sequence[Lifespan] = (),
     metrics_registry: Any = None,
+    store: AccountingStore | None = None,
+    signing_key: KeyPair | None = None,
 ) -> Litestar:
     """Build the gateway app over ``network``.
 
@@ -71,6 +79,11 @@ def create_app(
         lifespan: context managers entered at startup and left at shutdown, e.g. one that starts
             the p2p network the ``network`` object fronts.
         metrics_registry: a ``prometheus_client.CollectorRegistry``; default a fresh one per app.
+        store: the accounting store (keys with budgets and limits, usage rows); ``None`` = no
+            accounting, only ``gateway.api_key_hashes``. The caller opens and closes it; the app
+            runs its writer thread between startup and shutdown.
+        signing_key: the gateway's libp2p key; with a store, nodes are asked for signed usage
+            receipts, which the gateway checks and countersigns with this key.
 
     Raises:
         ConfigError: the configured routing strategy is not available.
@@ -80,6 +93,21 @@ def create_app(
     if callable(heartbeat_counts):
         gw_metrics.watch_heartbeats(heartbeat_counts)
     gateway = Gateway(config, network, plugin_host or PluginHost(), gw_metrics)
+    metering = None
+    if store is not None:
+        metering = Metering(
+            store,
+            config.gateway.store,
+            total_request_sec=config.timeouts.total_request_sec,
+            registry=gw_metrics.registry,
+            nodes=network.nodes,
+            signing_key=signing_key,
+        )
+        gateway.hooks.on_complete.append(metering.completed)
+        if metering.wants_receipts:
+            gateway.hooks.want_receipts = True
+            gateway.hooks.frame_checks.append(metering.frame_check)
+        lifespan = [*lifespan, _metering_lifespan(metering)]
     return Litestar(
         route_handlers=[
             chat_completions,
@@ -91,8 +119,11 @@ def create_app(
             health,
             ready,
             metrics,
+            usage_report,
         ],
-        state=State({"gateway": gateway, "access": AccessControl(config.gateway, gw_metrics)}),
+        state=State(
+            {"gateway": gateway, "access": AccessControl(config.gateway, gw_metrics, metering), "metering": metering}
+        ),
         exception_handlers=exception_handlers(),
         middleware=[context_middleware_factory(gw_metrics)],
         cors_config=_cors(config.gateway),
@@ -102,3 +133,17 @@ def create_app(
         logging_config=None,
         debug=False,
     )
+
+
+def _metering_lifespan(metering: Metering) -> Lifespan:
+    """Start the accounting thread with the app and write what it buffered when the app stops."""
+
+    @asynccontextmanager
+    async def run(_: Litestar) -> AsyncIterator[None]:
+        metering.start()
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(metering.stop)
+
+    return run

@@ -95,7 +95,9 @@ def parse_body(raw: bytes, kind: RequestKind) -> ParsedBody:
     return ParsedBody(kind=kind, model=model, body=data, stream=stream, include_usage=include_usage, preferences=prefs)
 
 
-def upstream_request(parsed: ParsedBody, *, request_id: str, deadline_ms: int) -> InferRequest:
+def upstream_request(
+    parsed: ParsedBody, *, request_id: str, deadline_ms: int, want_receipt: bool = False
+) -> InferRequest:
     """The request sent to a node: decided here, once, for every attempt.
 
     Only chat streams on the wire; a streamed legacy completion is requested whole and relayed as one
@@ -112,5 +114,11 @@ def upstream_request(parsed: ParsedBody, *, request_id: str, deadline_ms: int) -
         options["include_usage"] = True
         body = {**body, "stream_options": options}
     return InferRequest(
-        request_id=request_id, model=parsed.model, kind=parsed.kind, stream=streams, body=body, deadline_ms=deadline_ms
+        request_id=request_id,
+        model=parsed.model,
+        kind=parsed.kind,
+        stream=streams,
+        body=body,
+        deadline_ms=deadline_ms,
+        want_receipt=want_receipt,
     )

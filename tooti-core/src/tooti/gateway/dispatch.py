@@ -48,7 +48,12 @@ async def open_request(gw: Gateway, parsed: ParsedBody, prefs: Preferences, ctx:
     total = gw.config.timeouts.total_request_sec
     routed_at = time.perf_counter()
     deadline = routed_at + total
-    request = upstream_request(parsed, request_id=ctx.request_id, deadline_ms=int((time.time() + total) * 1000))
+    request = upstream_request(
+        parsed,
+        request_id=ctx.request_id,
+        deadline_ms=int((time.time() + total) * 1000),
+        want_receipt=gw.hooks.want_receipts,
+    )
     last: BackendError | None = None
     tried: str | None = None
     failovers = 0

@@ -20,14 +20,16 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import yaml
 
-from tooti.config.model import Config, GatewaySection, HeartbeatSection, ListenSection
+from tooti.config.model import Config, GatewaySection, HeartbeatSection, ListenSection, StoreSection
 from tooti.gateway.app import create_app
 from tooti.gateway.p2p import p2p_network
 from tooti.gateway.server import ServerThread
+from tooti.p2p.identity import load_or_create_identity
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from tooti.accounting.store import AccountingStore
     from tooti.p2p.p2p_network import P2PNetwork
 
 __all__ = ["MODEL_ALIAS", "LocalUp", "NodeProcess", "UpError", "managed_smollm2", "node_config", "snippets"]
@@ -145,6 +147,8 @@ class LocalUp:
         port: the gateway's HTTP port (0 = free port).
         threads: llama.cpp CPU threads.
         workdir: where configs, keys and logs go (default: a new temporary directory).
+        store_url: the gateway's accounting store; ``None`` = no accounting, ``""`` = the default
+            SQLite file in the data dir (what ``tooti up`` uses, so keys and usage survive restarts).
     """
 
     def __init__(
@@ -155,8 +159,11 @@ class LocalUp:
         port: int = 8080,
         threads: int = 1,
         workdir: Path | None = None,
+        store_url: str | None = None,
     ) -> None:
         self.model_path = model_path
+        self.store_url = store_url
+        self.store: AccountingStore | None = None
         self.host, self.port, self.threads = host, port, threads
         self._tmp = None if workdir is not None else tempfile.TemporaryDirectory(prefix="tooti-up-")
         self.workdir = workdir if workdir is not None else Path(self._tmp.name)  # type: ignore[union-attr]
@@ -175,17 +182,29 @@ class LocalUp:
         """The gateway's config: loopback p2p on a free port, its own identity, fast heartbeats."""
         return Config(
             listen=ListenSection(host="127.0.0.1", tcp_port=0),
-            gateway=GatewaySection(listen=f"{self.host}:{self.port}"),
+            gateway=GatewaySection(
+                listen=f"{self.host}:{self.port}",
+                store=StoreSection(enabled=self.store_url is not None, url=self.store_url or None),
+            ),
             heartbeat=HeartbeatSection(interval_sec=_HEARTBEAT_SEC),
         )
 
     def start_gateway(self) -> str:
         """Start the p2p runtime and the HTTP server; return the gateway's p2p multiaddr."""
-        network, lifespan = p2p_network(self.gateway_config(), identity_file=self.workdir / "gateway.key")
+        config = self.gateway_config()
+        if config.gateway.store.enabled:
+            from tooti.accounting.store import AccountingStore
+
+            try:
+                self.store = AccountingStore.open(config.gateway.store.url)
+            except Exception as exc:
+                raise UpError(f"the accounting store could not open: {type(exc).__name__}: {exc}") from exc
+        identity_file = self.workdir / "gateway.key"
+        network, lifespan = p2p_network(config, identity_file=identity_file)
         self.network = network
-        self.server = ServerThread(
-            create_app(self.gateway_config(), network, lifespan=[lifespan]), self.host, self.port
-        )
+        signing_key = load_or_create_identity(identity_file) if self.store is not None else None
+        app = create_app(config, network, lifespan=[lifespan], store=self.store, signing_key=signing_key)
+        self.server = ServerThread(app, self.host, self.port)
         try:
             self.server.start()
         except RuntimeError as exc:
@@ -229,6 +248,8 @@ class LocalUp:
             self.node.stop()
         if self.server is not None:
             self.server.stop()
+        if self.store is not None:
+            self.store.close()
         if self._tmp is not None:
             self._tmp.cleanup()
 

@@ -65,6 +65,8 @@ class RequestHooks:
 
     frame_checks: list[FrameCheckFactory] = field(default_factory=list)
     on_complete: list[CompletionCallback] = field(default_factory=list)
+    want_receipts: bool = False
+    """Ask nodes for a signed usage receipt before ``Done`` (set by accounting, which checks them)."""
 
     def checks_for(self, request: InferRequest, peer_id: str) -> list[FrameCheck]:
         """The frame checkers of one attempt."""

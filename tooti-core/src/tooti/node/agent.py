@@ -21,8 +21,9 @@ from tooti.node.handler import handle_request
 from tooti.node.hardware import detect_hardware
 from tooti.node.health import BackendWatch, WatchedBackend
 from tooti.node.perf import PerfTracker
+from tooti.node.receipt_signer import with_receipt
 from tooti.p2p.heartbeat import HeartbeatError, encode_heartbeat
-from tooti.p2p.identity import load_or_create_identity
+from tooti.p2p.identity import load_or_create_identity, peer_id_of
 from tooti.p2p.infer_server import InferService
 from tooti.p2p.runtime import P2PRuntime, settings_from_config
 
@@ -155,8 +156,11 @@ async def run_node(
     watch = BackendWatch(backend, config.models, config.heartbeat.interval_sec, models)
     watched = WatchedBackend(backend, watch)
 
+    peer_id = peer_id_of(key_pair)
+
     def handler(request: InferRequest) -> AsyncIterator[ResponseFrame]:
-        return handle_request(watched, request, perf=perf)  # type: ignore[arg-type]  # a proxy of the protocol
+        frames = handle_request(watched, request, perf=perf)  # type: ignore[arg-type]  # a proxy of the protocol
+        return with_receipt(frames, request, key_pair, peer_id) if request.want_receipt else frames
 
     service = InferService(
         handler,
@@ -164,7 +168,7 @@ async def run_node(
         max_concurrent=config.node.max_concurrent_requests,
         write_window=config.node.write_window_ms / 1000.0,
     )
-    runtime = P2PRuntime(key_pair, settings_from_config(config, identity_file=key_file), service=service)
+    runtime = P2PRuntime(key_pair, settings_from_config(config), service=service)
     metrics = None
     if config.metrics.enabled:
         from tooti.node.prometheus_endpoint import start_metrics_server

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from tooti.wire.receipt import ReceiptFrame
+
 __all__ = [
     "PROTOCOL_ID",
     "ChunkFrame",
@@ -19,6 +21,7 @@ __all__ = [
     "ErrorCode",
     "ErrorFrame",
     "InferRequest",
+    "ReceiptFrame",
     "RequestKind",
     "ResponseFrame",
     "ResultFrame",
@@ -45,6 +48,9 @@ class InferRequest(msgspec.Struct, kw_only=True, tag="request", tag_field="t"):
     body: dict[str, Any]
     deadline_ms: int = 0
     """Unix milliseconds after which the node should give up; 0 = no deadline."""
+    want_receipt: bool = False
+    """Ask for a signed :class:`~tooti.wire.receipt.ReceiptFrame` before ``Done`` (nodes that predate
+    receipts ignore the field and send none)."""
 
 
 class ChunkFrame(msgspec.Struct, kw_only=True, tag="chunk", tag_field="t"):
@@ -88,7 +94,7 @@ class Done(msgspec.Struct, kw_only=True, tag="done", tag_field="t"):
     """The answer is complete."""
 
 
-ResponseFrame = ChunkFrame | ResultFrame | UsageFrame | ErrorFrame | Done
+ResponseFrame = ChunkFrame | ResultFrame | UsageFrame | ErrorFrame | Done | ReceiptFrame
 
 
 _USAGE_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")

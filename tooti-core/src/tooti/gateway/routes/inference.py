@@ -13,6 +13,7 @@ from tooti.gateway.access import access_guard
 from tooti.gateway.body import parse_body
 from tooti.gateway.context import request_context
 from tooti.gateway.dispatch import open_request
+from tooti.gateway.metering import KEY_STATE, Metering
 from tooti.gateway.openapi import CHAT_OPERATION, COMPLETION_OPERATION, EMBEDDINGS_OPERATION
 from tooti.gateway.prefs import preferences_for
 from tooti.gateway.relay import collect_result, sse_events
@@ -31,8 +32,12 @@ _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 async def _serve(request: Request[Any, Any, Any], kind: RequestKind) -> Response[Any]:
     gw = gateway_of(request)
     ctx = request_context(request.scope)
-    parsed = parse_body(await request.body(), kind)
+    raw = await request.body()
+    parsed = parse_body(raw, kind)
     ctx.model = parsed.model
+    metering: Metering | None = request.app.state.get("metering")
+    if metering is not None:
+        await metering.admit(request.scope.get("state", {}).get(KEY_STATE), parsed, len(raw), ctx)
     prefs = preferences_for(parsed.model, parsed.preferences, request.headers)
     if gw.config.gateway.log_content:
         log.info("%s request body: %s", ctx.request_id, parsed.body)

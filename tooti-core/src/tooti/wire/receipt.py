@@ -1,0 +1,51 @@
+"""The signed usage receipt a node sends before ``Done`` when the gateway asks for one.
+
+The node signs :func:`signing_bytes` of a :class:`NodeReceipt` — the request id's hash (not the id
+itself), the model, its token counts and timings, its own peer id, the time — with its libp2p
+Ed25519 identity key. Anyone holding the receipt can check it against the peer id alone (Ed25519
+peer ids embed the public key), so an operator can show it to be paid, and nobody can forge or alter
+one without the node's key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+__all__ = ["NodeReceipt", "ReceiptFrame", "request_hash", "signing_bytes"]
+
+_DOMAIN = b"tooti/receipt/1\n"
+
+
+class NodeReceipt(msgspec.Struct, kw_only=True, frozen=True):
+    """What the node attests about one answered request."""
+
+    request: str
+    """sha256 hex of the gateway's request id."""
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_ms: float | None
+    duration_ms: float
+    node: str
+    """The signer's peer id."""
+    at: float
+    """Unix seconds when the node finished."""
+
+
+class ReceiptFrame(msgspec.Struct, kw_only=True, tag="receipt", tag_field="t"):
+    """A :class:`NodeReceipt` and the node's Ed25519 signature over :func:`signing_bytes`."""
+
+    receipt: NodeReceipt
+    signature: bytes
+
+
+def request_hash(request_id: str) -> str:
+    """sha256 hex of a request id (receipts never carry the id itself)."""
+    return hashlib.sha256(request_id.encode("utf-8")).hexdigest()
+
+
+def signing_bytes(receipt: NodeReceipt) -> bytes:
+    """The exact bytes a node signs: a domain prefix and the receipt's canonical JSON."""
+    return _DOMAIN + msgspec.json.encode(receipt)
