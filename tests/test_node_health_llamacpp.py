@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import time
 
 import httpx
@@ -102,6 +104,15 @@ def test_a_dead_model_server_is_routed_around_within_two_intervals_and_comes_bac
         body = httpx.get(ready_url, timeout=2).json()
         assert body["ready"] is False
         assert "127.0.0.1" not in body["detail"]
+        status = subprocess.run(
+            [sys.executable, "-m", "tooti", "node", "status", "-f", str(tmp_path / "node-a.yaml")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert "running node" in status.stdout, status.stdout + status.stderr
+        assert "not ready" in status.stdout, status.stdout
         for _ in range(6):
             r = gateway.post("/v1/chat/completions", json=CHAT)
             assert r.status_code == 200, r.text
