@@ -30,6 +30,8 @@ class Sample:
     error_event: bool = False
     """The stream ended with an explicit SSE error event (as opposed to a silent cut)."""
     node: str = ""
+    gaps_ms: list[float] = field(default_factory=list, repr=False)
+    """Time between consecutive content chunks at the client (inter-token smoothness)."""
 
 
 @dataclass
@@ -71,6 +73,8 @@ def _body(model: str, stream: bool, max_tokens: int) -> dict[str, Any]:
 async def _stream(client: httpx.AsyncClient, url: str, body: dict[str, Any], t0: float) -> Sample:
     ttft: float | None = None
     tokens = 0
+    gaps: list[float] = []
+    last: float | None = None
     async with client.stream("POST", url, json=body) as response:
         node = response.headers.get("x-tooti-node", "")
         if response.status_code != 200:
@@ -82,13 +86,17 @@ async def _stream(client: httpx.AsyncClient, url: str, body: dict[str, Any], t0:
                 continue
             data = line[6:]
             if data == "[DONE]":
-                return Sample(True, (time.perf_counter() - t0) * 1e3, ttft, tokens, node=node)
+                return Sample(True, (time.perf_counter() - t0) * 1e3, ttft, tokens, node=node, gaps_ms=gaps)
             event = json.loads(data)
             if "error" in event:
                 return Sample(False, (time.perf_counter() - t0) * 1e3, ttft, tokens, "error event", True, node)
             for choice in event.get("choices", []):
                 if choice.get("delta", {}).get("content"):
-                    ttft = ttft if ttft is not None else (time.perf_counter() - t0) * 1e3
+                    now = time.perf_counter()
+                    ttft = ttft if ttft is not None else (now - t0) * 1e3
+                    if last is not None:
+                        gaps.append((now - last) * 1e3)
+                    last = now
                     tokens += 1
             if event.get("usage"):
                 tokens = event["usage"]["completion_tokens"]
@@ -109,7 +117,8 @@ async def chat_once(
         latency = (time.perf_counter() - t0) * 1e3
         node = response.headers.get("x-tooti-node", "")
         if response.status_code != 200:
-            return Sample(False, latency, error=f"http {response.status_code}", node=node)
+            code = (response.json().get("error") or {}).get("code") if response.content[:1] == b"{" else None
+            return Sample(False, latency, error=f"http {response.status_code} {code or ''}".strip(), node=node)
         usage = response.json().get("usage") or {}
         return Sample(True, latency, tokens=int(usage.get("completion_tokens", 0)), node=node)
     except httpx.HTTPError as exc:

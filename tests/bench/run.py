@@ -1,4 +1,4 @@
-"""tooti benchmarks: overhead, throughput, failover, scale and fuzz, measured in one run.
+"""tooti benchmarks: overhead, throughput, failover, heartbeat flood, scale and fuzz, measured in one run.
 
 Writes ``docs/benchmarks.json`` (every figure) and ``docs/benchmarks.md`` (the table, each figure
 beside its target, and the machine it came from). Run through ``uv run nox -s bench``, or directly:
@@ -24,7 +24,7 @@ import report
 import scenarios
 
 DOCS = Path(__file__).parents[2] / "docs"
-SECTIONS = ("overhead", "throughput", "failover", "scale", "fuzz", "accounting")
+SECTIONS = ("overhead", "throughput", "failover", "flood", "scale", "fuzz", "accounting")
 
 
 def main() -> None:

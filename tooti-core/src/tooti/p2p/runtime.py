@@ -12,6 +12,7 @@ import logging
 import weakref
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -24,6 +25,15 @@ from tooti.p2p.dht import model_cid
 from tooti.p2p.dial_policy import DialBackoff, DialScopes, default_scopes
 from tooti.p2p.heartbeat import HEARTBEAT_TOPIC
 from tooti.p2p.infer_client import request_frames
+from tooti.p2p.peer_keeper import PeerKeeper
+from tooti.p2p.presence import (
+    PRESENCE_TOPIC,
+    GatewayBook,
+    GatewayPresence,
+    PresenceError,
+    decode_presence,
+    encode_presence,
+)
 from tooti.p2p.registry import Registry
 from tooti.p2p.stream_pool import StreamPool
 from tooti.wire.infer import PROTOCOL_ID
@@ -67,12 +77,39 @@ class RuntimeSettings:
     mdns: bool = False
     dial_scopes: list[str] = field(default_factory=list)
     """Address scopes peers' addresses are dialled in (see :mod:`tooti.p2p.dial_policy`); empty = default."""
+    target_peers: int = 8
+    """Connections the peer keeper maintains (pinned gateways come on top)."""
+    known_peers_file: Path | None = None
+    """Where the peers this host knew are saved between runs; ``None`` = not saved."""
+    gateways: list[str] = field(default_factory=list)
+    """Gateways (``…/p2p/<id>``) this host always keeps a connection to (a node behind NAT is served over it)."""
+    announce_addrs: list[str] = field(default_factory=list)
+    """Addresses announced instead of the listen addresses (port forwarding, a public IP); empty = listen addresses."""
+    publish_presence: bool = False
+    """Publish gateway presence records (gateways), so nodes learn to keep a connection to this host."""
     resolver: TxtResolver = dns_txt_resolver
 
 
-def settings_from_config(config: Config) -> RuntimeSettings:
-    """Runtime settings from a config's ``listen``, ``network`` and ``heartbeat`` sections."""
+def settings_from_config(
+    config: Config, *, identity_file: Path | None = None, gateway: bool = False
+) -> RuntimeSettings:
+    """Runtime settings from a config's ``listen``, ``network`` and ``heartbeat`` sections.
+
+    Args:
+        config: the whole config.
+        identity_file: the host's key file; known peers are saved next to it (``<stem>.peers.json``)
+            unless ``network.known_peers_file`` names another file. Without either, nothing is saved.
+        gateway: the host is a gateway: it publishes presence records.
+    """
+    known: Path | None = None
+    if config.network.remember_peers:
+        if config.network.known_peers_file:
+            known = Path(config.network.known_peers_file).expanduser()
+        elif identity_file is not None:
+            known = identity_file.with_suffix(".peers.json")
     return RuntimeSettings(
+        known_peers_file=known,
+        publish_presence=gateway,
         listen_host=config.listen.host,
         tcp_port=config.listen.tcp_port,
         bootstrap_peers=list(config.network.bootstrap_peers),
@@ -80,6 +117,9 @@ def settings_from_config(config: Config) -> RuntimeSettings:
         bootstrap_interval=min(30.0, max(1.0, 2 * config.heartbeat.interval_sec)),
         mdns=config.network.mdns,
         dial_scopes=list(config.network.dial_scopes),
+        target_peers=config.network.target_peers,
+        gateways=list(config.network.gateways),
+        announce_addrs=list(config.listen.announce_addrs),
     )
 
 
@@ -238,6 +278,8 @@ class P2PRuntime:
         self.pubsub: Pubsub | None = None
         self.dht: KadDHT | None = None
         self.scopes: DialScopes | None = None
+        self.gateways = GatewayBook(settings.heartbeat_interval)
+        self.keeper = PeerKeeper(self)
         self._nursery: trio.Nursery | None = None
         self._outer: trio.CancelScope | None = None
 
@@ -287,6 +329,7 @@ class P2PRuntime:
         self._dials.scopes = self.scopes = DialScopes.parse(
             self.settings.dial_scopes or default_scopes(self.settings.listen_host, interface_ips())
         )
+        self.scopes.trust(self.settings.gateways)  # the operator wrote these
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             pubsub, gossipsub, dht = self._build_services()
@@ -302,8 +345,12 @@ class P2PRuntime:
                 pubsub.set_topic_validator(HEARTBEAT_TOPIC, self._validate, is_async_validator=False)
                 subscription = await pubsub.subscribe(HEARTBEAT_TOPIC)
                 nursery.start_soon(self._consume, subscription)
+                pubsub.set_topic_validator(PRESENCE_TOPIC, self._validate_presence, is_async_validator=False)
+                nursery.start_soon(self._consume, await pubsub.subscribe(PRESENCE_TOPIC))
                 nursery.start_soon(self._prune_loop)
-                nursery.start_soon(self._bootstrap_loop)
+                nursery.start_soon(self.keeper.run)
+                if self.settings.publish_presence:
+                    nursery.start_soon(self._presence_loop)
                 task_status.started()
                 await trio.sleep_forever()
 
@@ -339,7 +386,12 @@ class P2PRuntime:
     # -- addresses and peers --------------------------------------------------------------------
 
     def listen_addrs(self) -> list[str]:
-        """Dialable multiaddrs of this host, each ending in ``/p2p/<peer id>``."""
+        """Dialable multiaddrs of this host, each ending in ``/p2p/<peer id>``.
+
+        With ``announce_addrs`` set (port forwarding, a public address), those instead.
+        """
+        if self.settings.announce_addrs:
+            return [a if "/p2p/" in a else f"{a}/p2p/{self.peer_id}" for a in self.settings.announce_addrs]
         return dialable_addrs([str(a) for a in self.host.get_addrs()])
 
     def connected_peers(self) -> list[str]:
@@ -359,7 +411,24 @@ class P2PRuntime:
         await self._connect_info(info, timeout)
         return str(info.peer_id.to_base58())
 
+    async def connect_info(self, info: Any, timeout: float = CONNECT_TIMEOUT) -> None:
+        """Dial a ``PeerInfo`` (shielded, bounded); raises :class:`BackendUnavailable` on failure."""
+        await self._connect_info(info, timeout)
+
     async def _connect_info(self, info: Any, timeout: float) -> None:
+        # py-libp2p refuses for 60 s to dial a peer once all its addresses failed (a "negative
+        # cache"), even at addresses learned since: a DHT dial to a gateway's unusable 0.0.0.0
+        # address blocked the gateway's real address, announced a moment later, for a minute.
+        # tooti spaces dials per peer itself (DialBackoff), so each of its dials starts unblocked.
+        unblock = getattr(self.host.get_network(), "unblock_peer", None)
+        if unblock is not None:
+            unblock(info.peer_id)
+        if info.addrs:
+            # The swarm dials only the first TCP address in the peerstore (its "smart address
+            # selection" keeps one per transport class); what identify or the DHT stored before
+            # (e.g. a gateway's 0.0.0.0 listen address) would be dialled instead of the address
+            # chosen here. So the peerstore holds exactly the chosen addresses for this dial.
+            self.host.get_peerstore().clear_addrs(info.peer_id)
         failure: Exception | None = None
         done = False
         with trio.move_on_after(timeout) as scope:
@@ -436,6 +505,34 @@ class P2PRuntime:
             raise RuntimeError("runtime not started")
         await self.pubsub.publish(HEARTBEAT_TOPIC, data)
 
+    def _validate_presence(self, forwarder: ID, message: Any) -> bool:
+        """Topic validator of gateway presence records: signed by the gateway they name, bounded."""
+        from libp2p.peer.id import ID
+
+        try:
+            record = decode_presence(message.data, str(ID(message.from_id).to_base58()))
+        except PresenceError as exc:
+            self.gateways.refused += 1
+            log.info("dropped presence record via %s: %s", forwarder, exc)
+            return False
+        if record.peer_id != self.peer_id:
+            if record.peer_id not in self.gateways.gateways():
+                log.info("heard of gateway %s at %s", record.peer_id, ", ".join(record.addrs))
+            self.gateways.record(record)
+        return True
+
+    async def _presence_loop(self) -> None:
+        """Gateways: say every heartbeat interval that this host is a gateway and where to dial it."""
+        import time
+
+        while True:
+            if self.pubsub is not None:
+                record = GatewayPresence(
+                    peer_id=self.peer_id, addrs=tuple(self.listen_addrs()), timestamp_ms=int(time.time() * 1000)
+                )
+                await self.pubsub.publish(PRESENCE_TOPIC, encode_presence(record))
+            await trio.sleep(self.settings.heartbeat_interval)
+
     async def _prune_loop(self) -> None:
         while True:
             await trio.sleep(self.settings.heartbeat_interval)
@@ -464,30 +561,6 @@ class P2PRuntime:
             except BackendUnavailable as exc:
                 log.info("bootstrap peer %s unreachable: %s", addr, exc.message)
         return ok
-
-    async def _dial_lan_peers(self) -> None:
-        """Dial peers mDNS put in the peerstore (it finds them but never dials them)."""
-        from libp2p.peer.peerinfo import PeerInfo
-
-        store = self.host.get_peerstore()
-        connected = set(self.host.get_connected_peers())
-        for peer in store.peers_with_addrs():
-            if peer == self.id or peer in connected:
-                continue
-            try:
-                await self._connect_info(PeerInfo(peer, store.addrs(peer)), CONNECT_TIMEOUT)
-            except BackendUnavailable as exc:
-                log.debug("LAN peer %s unreachable: %s", peer, exc.message)
-            except Exception as exc:  # noqa: BLE001 - peerstore races (address expired meanwhile)
-                log.debug("LAN peer %s skipped: %s", peer, type(exc).__name__)
-
-    async def _bootstrap_loop(self) -> None:
-        while True:
-            if self.settings.bootstrap_peers:
-                await self.bootstrap_once()
-            if self.settings.mdns:
-                await self._dial_lan_peers()
-            await trio.sleep(self.settings.bootstrap_interval)
 
     # -- DHT --------------------------------------------------------------------------------------
 

@@ -78,7 +78,7 @@ class RouteEntry:
         self.names = frozenset(prices)
         self.load = (view.in_flight + view.queued) / (view.capacity or 1)
         self.ttft = view.ttft_ms if view.ttft_ms is not None else _INF
-        self.cache: dict[str, tuple[Candidate, int, float]] = {}
+        self.cache: dict[str, tuple[Candidate, int, float, object]] = {}
 
     def total_price(self, model: str) -> float:
         """Input plus output price per 1K tokens of ``model`` on this node (unpriced: free)."""
@@ -89,23 +89,31 @@ class RouteEntry:
 class _ModelIndex:
     """The peers serving one name, with O(1) insert and removal, and the head of the best ones."""
 
-    __slots__ = ("head", "head_at", "peers", "pos")
+    __slots__ = ("by_id", "head", "head_at", "peers", "pos")
 
     def __init__(self) -> None:
         self.peers: list[str] = []
         self.pos: dict[str, int] = {}
         self.head: list[str] = []
         self.head_at = -_INF
+        self.by_id: list[str] | None = None  # ``peers`` sorted, until the membership changes
+
+    def sorted_peers(self) -> list[str]:
+        if self.by_id is None:
+            self.by_id = sorted(self.peers)
+        return self.by_id
 
     def add(self, peer: str) -> None:
         if peer not in self.pos:
             self.pos[peer] = len(self.peers)
             self.peers.append(peer)
+            self.by_id = None
 
     def discard(self, peer: str) -> None:
         at = self.pos.pop(peer, None)
         if at is None:
             return
+        self.by_id = None
         last = self.peers.pop()
         if last != peer:  # swap the last peer into the hole
             self.peers[at] = last
@@ -267,7 +275,7 @@ class RouteTable:
             if only is not None:
                 peers = sorted(p for p in only if p in index.pos)
             elif len(index.peers) <= SMALL:
-                peers = sorted(index.peers)
+                peers = index.sorted_peers()
             else:
                 if now - index.head_at >= HEAD_TTL_S:
                     self._refresh_head(index, model, now)

@@ -1,0 +1,202 @@
+"""Keeping a host connected to the mesh, so no single peer (the bootstrap peer included) is a point of failure.
+
+Before this, peers only ever dialled ``bootstrap_peers``: kill the bootstrap peer of an idle network
+and a gateway lost every node for good (``/v1/network/nodes`` empty for over 100 s although the
+nodes were healthy). Every round (``RuntimeSettings.bootstrap_interval``) the :class:`PeerKeeper`:
+
+1. keeps a connection to every *pinned* peer: the configured ``network.gateways`` and the gateways
+   learned from presence records (a node behind NAT is served over exactly these connections);
+2. while fewer than ``network.target_peers`` peers are connected, dials more: the bootstrap peers,
+   peers saved from earlier runs, nodes heard in heartbeats and peers in the peerstore (identify,
+   DHT, mDNS) — the bootstrap list is just one source among others;
+3. saves the connected peers' addresses (``network.known_peers_file``), so a restart finds the mesh
+   even when every bootstrap peer is gone.
+
+Every dial goes through the dial scopes and the per-peer backoff, so a peer cannot make this host
+dial in a loop or outside its scopes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import TYPE_CHECKING
+
+import trio
+
+from tooti.errors import BackendUnavailable
+from tooti.p2p.bootstrap import expand_bootstrap, peer_id_of_addr
+from tooti.p2p.known_peers import MAX_PEERS, KnownPeer, load_known_peers, save_known_peers
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from tooti.p2p.runtime import P2PRuntime
+
+__all__ = ["MAX_DIALS_PER_ROUND", "PeerKeeper"]
+
+log = logging.getLogger(__name__)
+
+MAX_DIALS_PER_ROUND = 8
+
+
+def _strip(addr: str) -> str:
+    for marker in ("/p2p/", "/ipfs/"):
+        if marker in addr:
+            return addr.split(marker, 1)[0]
+    return addr
+
+
+class PeerKeeper:
+    """The connection-keeping loop of one runtime (runs in the runtime's trio nursery)."""
+
+    def __init__(self, runtime: P2PRuntime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.known: dict[str, tuple[str, ...]] = {}
+        """Addresses learned for each peer (without ``/p2p``), newest sources first."""
+        self._saved: list[KnownPeer] = []
+        self.rounds = 0
+
+    # -- sources ----------------------------------------------------------------------------------
+
+    def _learn(self, peer: str, addrs: Iterable[str]) -> None:
+        if peer == self.runtime.peer_id:
+            return
+        stripped = tuple(dict.fromkeys(_strip(a) for a in addrs if a.startswith("/")))
+        if stripped:
+            self.known[peer] = stripped
+        if len(self.known) > 4 * MAX_PEERS:  # bounded: forget the oldest entries
+            for stale in list(self.known)[: len(self.known) - 4 * MAX_PEERS]:
+                del self.known[stale]
+
+    def _learn_all(self) -> None:
+        from libp2p.peer.peerstore import PeerStoreError
+
+        store = self.runtime.host.get_peerstore()
+        for peer in store.peers_with_addrs():
+            try:
+                self._learn(str(peer.to_base58()), (str(a) for a in store.addrs(peer)))
+            except PeerStoreError:
+                continue
+        for view in self.runtime.registry.snapshot():
+            self._learn(view.peer_id, view.addrs)
+        for gateway, addrs in self.runtime.gateways.gateways().items():
+            self._learn(gateway, addrs)
+
+    def pinned(self) -> dict[str, tuple[str, ...]]:
+        """Peers to stay connected to whatever the count: configured and learned gateways."""
+        out: dict[str, tuple[str, ...]] = {}
+        for addr in self.settings.gateways:
+            peer = peer_id_of_addr(addr)
+            if peer is not None and peer != self.runtime.peer_id:
+                out[peer] = (*out.get(peer, ()), _strip(addr))
+        for peer, addrs in self.runtime.gateways.gateways().items():
+            if peer != self.runtime.peer_id:
+                out.setdefault(peer, tuple(_strip(a) for a in addrs))
+        return out
+
+    # -- dialling ---------------------------------------------------------------------------------
+
+    async def _dial(self, peer: str, addrs: Iterable[str], pinned: bool = False) -> bool:
+        """One bounded dial through scopes and backoff; ``True`` when connected."""
+        import multiaddr
+        from libp2p.peer.id import ID
+        from libp2p.peer.peerinfo import PeerInfo
+
+        runtime = self.runtime
+        allowed = list(addrs)
+        if runtime.scopes is not None:
+            allowed = runtime.scopes.filter(allowed)
+        if not allowed or not runtime.backoff.allow(peer):
+            return False
+        try:
+            info = PeerInfo(ID.from_base58(peer), [multiaddr.Multiaddr(a) for a in allowed])
+        except Exception:  # noqa: BLE001 - a malformed id or address learned from a peer
+            runtime.backoff.failed(peer)
+            return False
+        try:
+            await runtime.connect_info(info)
+        except BackendUnavailable as exc:
+            runtime.backoff.failed(peer)
+            log.log(logging.INFO if pinned else logging.DEBUG, "peer %s unreachable: %s", peer, exc.message)
+            return False
+        runtime.backoff.succeeded(peer)
+        return True
+
+    def _worth_dialling(self, peer: str, addrs: tuple[str, ...], connected: set[str]) -> bool:
+        """Not connected, not this host, an address in scope, and not backing off."""
+        runtime = self.runtime
+        if peer in connected or peer == runtime.peer_id or runtime.backoff.wait_left(peer) > 0:
+            return False
+        return runtime.scopes is None or bool(runtime.scopes.filter(addrs))
+
+    async def _dial_many(self, targets: list[tuple[str, tuple[str, ...]]], *, pinned: bool = False) -> None:
+        async with trio.open_nursery() as nursery:
+            for peer, addrs in targets[:MAX_DIALS_PER_ROUND]:
+                nursery.start_soon(self._dial, peer, addrs, pinned)
+
+    async def round(self) -> None:
+        """One maintenance round (see the module docstring)."""
+        self.rounds += 1
+        runtime = self.runtime
+        self._learn_all()
+        connected = set(runtime.connected_peers())
+        pinned = [(p, a) for p, a in self.pinned().items() if p not in connected]
+        if pinned:
+            await self._dial_many(pinned, pinned=True)
+            connected = set(runtime.connected_peers())
+        missing = self.settings.target_peers - len(connected)
+        if missing > 0:
+            candidates: dict[str, tuple[str, ...]] = {}
+            bootstrap = await expand_bootstrap(self.settings.bootstrap_peers, self.settings.resolver)
+            if runtime.scopes is not None:
+                runtime.scopes.trust(bootstrap)  # the operator wrote these
+            for addr in bootstrap:
+                peer = peer_id_of_addr(addr)
+                if peer is not None:
+                    candidates[peer] = (*candidates.get(peer, ()), _strip(addr))
+            others = [p for p in self.known if p not in candidates]
+            random.shuffle(others)  # spread the mesh instead of everyone dialling the same peers
+            for peer in others:
+                candidates[peer] = self.known[peer]
+            todo = [(p, a) for p, a in candidates.items() if self._worth_dialling(p, a, connected)]
+            await self._dial_many(todo[: min(missing, MAX_DIALS_PER_ROUND)])
+        self.save()
+
+    # -- persistence ------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read the known peers file (if any) into :attr:`known`."""
+        path = self.settings.known_peers_file
+        if path is None:
+            return
+        saved = load_known_peers(path)
+        for peer in reversed(saved):  # the file's first entry ends up newest
+            self._learn(peer.id, peer.addrs)
+        self._saved = saved
+        if saved:
+            log.info("loaded %d known peer(s) from %s", len(saved), path)
+
+    def save(self) -> None:
+        """Write the connected peers first, then the other remembered ones, when that list changed."""
+        path = self.settings.known_peers_file
+        if path is None:
+            return
+        connected = self.runtime.connected_peers()
+        order = [p for p in connected if p in self.known]
+        order += [p.id for p in self._saved if p.id not in order and p.id in self.known]
+        peers = [KnownPeer(p, self.known[p]) for p in order][:MAX_PEERS]
+        if peers != self._saved:
+            save_known_peers(path, peers)
+            self._saved = peers
+
+    async def run(self) -> None:
+        """Rounds until cancelled; the last known peers are saved on the way out."""
+        self.load()
+        try:
+            while True:
+                await self.round()
+                await trio.sleep(self.settings.bootstrap_interval)
+        finally:
+            self.save()
