@@ -148,3 +148,37 @@ def test_backoff_doubles_after_failures_and_resets_on_success():
     backoff.succeeded("p")
     now[0] = 7.3
     assert backoff.allow("p")
+
+
+@pytest.mark.anyio
+async def test_a_gateway_serves_a_node_it_may_not_dial_over_the_connection_the_node_opened(tmp_path):
+    """What a node behind NAT relies on: libp2p streams run both ways on one connection.
+
+    The gateway may dial nothing on 127.0.0.1 (its scopes say 127.0.0.2 only), so the node's
+    announced address is useless to it; the node has the gateway in ``network.gateways`` and
+    connects out. The gateway then opens the inference stream over that inbound connection.
+    """
+    from tooti.config.model import Config, HeartbeatSection, ListenSection, NetworkSection, NodeSection
+    from tooti.node.agent import run_node
+    from tooti.testing import FakeBackend
+    from tooti.wire.infer import Done
+
+    gateway = _runtime(scopes=["127.0.0.2/32"])
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gateway.run)
+            config = Config(
+                node=NodeSection(name="natted", identity_key_file=str(tmp_path / "n.key")),
+                listen=ListenSection(host="127.0.0.1", tcp_port=0),
+                network=NetworkSection(gateways=gateway.listen_addrs()[:1]),
+                heartbeat=HeartbeatSection(interval_sec=INTERVAL),
+            )
+            node = await nursery.start(run_node, config, FakeBackend())
+            while gateway.registry.get(node.peer_id) is None:
+                await trio.sleep(0.05)
+            request = InferRequest(request_id="r", model="fake-model", body={"messages": []})
+            async with aclosing(gateway.request(node.peer_id, request)) as frames:
+                received = [frame async for frame in frames]
+            assert isinstance(received[-1], Done)
+            assert gateway.dials_refused == 0  # it never even tried to dial the node
+            nursery.cancel_scope.cancel()
