@@ -313,10 +313,12 @@ def render(results: dict[str, Any]) -> str:
     ]
     lines += [f"| {sec} | {label} | {_fmt(_get(results, path))} | {target} |" for sec, label, path, target in ROWS]
     if results.get("merged"):
-        lines += [
-            "",
-            f"Sections measured in a later run on the same machine (`--merge`): {', '.join(results['merged'])}.",
+        later = [
+            f"{name} ({results[name].get('measured_at', '?')}, load average {results[name].get('load_avg_1m', '?')})"
+            for name in results["merged"]
+            if isinstance(results.get(name), dict)
         ]
+        lines += ["", f"Sections measured in a later run on the same machine (`--merge`): {'; '.join(later)}."]
     missed = [
         f"- {sec}: {label}: {_fmt(_get(results, path))} (target {target})"
         for sec, label, path, target in ROWS

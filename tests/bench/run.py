@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -56,6 +57,8 @@ def main() -> None:
             except Exception as exc:  # noqa: BLE001 - one broken section must not lose the others' figures
                 results[section] = {"error": f"{type(exc).__name__}: {exc}"}
             results[section]["wall_s"] = round(time.monotonic() - t0, 1)
+            results[section]["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            results[section]["load_avg_1m"] = round(os.getloadavg()[0], 2)
             print(json.dumps(results[section], indent=1)[:2000], flush=True)  # noqa: T201
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmarks.json").write_text(json.dumps(results, indent=1) + "\n")
