@@ -69,13 +69,36 @@ async def collect(backend, body=None):
     return [c async for c in backend.chat_stream(body or {"messages": []})]
 
 
-async def test_chat_passes_every_field_through(backend, mock) -> None:
-    route = mock.post("/v1/chat/completions").respond(json={"object": "chat.completion", "choices": []})
-    body = {"model": "m", "messages": [], "top_k": 5, "x_custom": {"a": 1}, "stream_options": {"include_usage": True}}
-    await backend.chat(body)
+async def test_chat_passes_every_field_through_and_is_assembled_from_a_stream(backend, mock) -> None:
+    sse = (
+        b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",'
+        b'"choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"},"finish_reason":null}]}\n\n'
+        b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",'
+        b'"choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}],"timings":{"predicted_n":2}}\n\n'
+        b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],'
+        b'"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    route = mock.post("/v1/chat/completions").respond(content=sse, headers={"content-type": "text/event-stream"})
+    body = {"model": "m", "messages": [], "top_k": 5, "x_custom": {"a": 1}, "stream_options": {"include_usage": False}}
+    reply = await backend.chat(body)
     sent = json.loads(route.calls.last.request.content)
-    assert sent == {"model": "m", "messages": [], "top_k": 5, "x_custom": {"a": 1}, "stream": False}
+    assert sent == {
+        "model": "m",
+        "messages": [],
+        "top_k": 5,
+        "x_custom": {"a": 1},
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     assert "stream" not in body  # the caller's dict is untouched
+    assert reply["object"] == "chat.completion"
+    assert reply["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}
+    ]
+    assert reply["usage"]["total_tokens"] == 5
+    assert reply["timings"] == {"predicted_n": 2}
+    assert reply["id"] == "c1"
 
 
 async def test_stream_asks_for_usage_and_yields_chunks_split_anywhere(backend, mock) -> None:
@@ -213,9 +236,9 @@ async def test_malformed_non_stream_answers(backend, mock, body) -> None:
 
 async def test_oversized_body_is_refused(backend, mock) -> None:
     backend.http.max_body_bytes = 100
-    mock.post("/v1/chat/completions").respond(200, json={"choices": [], "pad": "x" * 200})
+    mock.post("/v1/embeddings").respond(200, json={"data": [], "pad": "x" * 200})
     with pytest.raises(MalformedResponse, match="exceeds"):
-        await backend.chat({"messages": []})
+        await backend.embeddings({"input": "x"})
 
 
 async def test_models_with_aliases_and_context(backend, mock) -> None:

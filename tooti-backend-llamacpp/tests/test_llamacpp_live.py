@@ -115,3 +115,32 @@ async def test_tools_with_smollm2_are_accepted_and_answered_as_text(backend) -> 
     assert isinstance(message["content"], str)
     assert message["content"]
     assert not message.get("tool_calls")
+
+
+async def _busy_slots(backend) -> int:
+    return sum(1 for s in await backend.http.request_any_json("GET", "/slots") if s.get("is_processing"))
+
+
+@pytest.mark.parametrize(("call", "after_s"), [("chat", 0.4), ("chat", 1.3), ("completion", 1.0), ("responses", 1.0)])
+async def test_a_cancelled_whole_answer_frees_the_slot_at_once(backend, call, after_s) -> None:
+    """A non-streamed call cancelled mid-generation stops llama.cpp within 1 s (it is streamed underneath).
+
+    Without that, llama.cpp noticed the closed connection of a non-streamed request only sometimes
+    (here: never at 0.4 s or 1.3 s; the whole 900 tokens were generated).
+    """
+    bodies = {
+        "chat": {"messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 900},
+        "completion": {"prompt": "Once upon a time", "max_tokens": 900},
+        "responses": {"input": "Tell a long story.", "max_output_tokens": 900},
+    }
+    with anyio.fail_after(60):
+        while await _busy_slots(backend):
+            await anyio.sleep(0.05)
+        with anyio.move_on_after(after_s):
+            await getattr(backend, call)({**bodies[call], "ignore_eos": True})
+            pytest.fail("900 tokens in under a second")
+        left = anyio.current_time()
+        while await _busy_slots(backend) and anyio.current_time() - left < 30:
+            await anyio.sleep(0.02)
+        stopped_after = anyio.current_time() - left
+    assert stopped_after < 1.0, f"llama.cpp generated on for {stopped_after:.1f} s"

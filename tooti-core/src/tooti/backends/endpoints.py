@@ -47,7 +47,7 @@ class NativeResponses(Protocol):
 
 def native_endpoints(backend: InferenceBackend) -> frozenset[Endpoint]:
     """The endpoints ``backend``'s server serves itself."""
-    declared = getattr(type(backend), "native_endpoints", None)
+    declared = getattr(backend, "native_endpoints", None)
     return frozenset(declared) if declared is not None else DEFAULT_NATIVE_ENDPOINTS
 
 

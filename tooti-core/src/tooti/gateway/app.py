@@ -19,7 +19,7 @@ from tooti.gateway.context import context_middleware_factory
 from tooti.gateway.metering import Metering
 from tooti.gateway.metrics import GatewayMetrics
 from tooti.gateway.routes.catalog import get_model, list_models, list_nodes
-from tooti.gateway.routes.inference import chat_completions, completions, embeddings
+from tooti.gateway.routes.inference import chat_completions, completions, embeddings, responses
 from tooti.gateway.routes.ops import health, metrics, ready
 from tooti.gateway.routes.usage_report import usage_report
 from tooti.gateway.service import Gateway
@@ -113,6 +113,7 @@ def create_app(
             chat_completions,
             completions,
             embeddings,
+            responses,
             list_models,
             get_model,
             list_nodes,

@@ -23,7 +23,7 @@ import anyio
 from tooti.errors import BackendError, BackendTimeout, BackendUnavailable, MalformedResponse, UpstreamError
 from tooti.gateway.request_hooks import Completion, CompletionStatus
 from tooti.wire.error_codes import error_from_frame
-from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, UsageFrame, carries_token
+from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, UsageFrame, carries_token, is_responses_preamble
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -45,6 +45,9 @@ def is_preamble(frame: ResponseFrame) -> bool:
     """
     if not isinstance(frame, ChunkFrame) or "usage" in frame.data or carries_token(frame.data):
         return False
+    responses_preamble = is_responses_preamble(frame.data)
+    if responses_preamble is not None:
+        return responses_preamble
     return not any(not isinstance(c, dict) or c.get("finish_reason") for c in frame.data.get("choices") or ())
 
 
@@ -74,6 +77,7 @@ class NodeAttempt:
         "failovers",
         "first_at",
         "gw",
+        "last_token_at",
         "peer_id",
         "request",
         "routed_at",
@@ -104,6 +108,8 @@ class NodeAttempt:
         self.usage: UsageFrame | None = None
         self.sent_at = 0.0
         self.first_at: float | None = None
+        self.last_token_at: float | None = None
+        """When the last frame carrying a token arrived (the end of the decode phase)."""
         self._frames: AsyncIterator[ResponseFrame] | None = None
         self._held: list[ResponseFrame] = []
         self._pending_error: BackendError | None = None
@@ -211,6 +217,17 @@ class NodeAttempt:
             self.ctx.waited_s += time.perf_counter() - t0
         return self._accept(frame)
 
+    def _decode_phase(self, usage: UsageFrame | None) -> tuple[int | None, float]:
+        """Tokens decoded after the first one, and the time they took: the node's decode speed.
+
+        Only a streamed answer shows its decode phase (first to last token); a whole answer arrives
+        at once, and dividing its tokens by the time since it arrived gave 47,000-890,000 tok/s for
+        a node that makes ~110, so it records none.
+        """
+        if not self.request.stream or usage is None or self.first_at is None or self.last_token_at is None:
+            return None, 0.0
+        return usage.completion_tokens - 1, self.last_token_at - self.first_at
+
     def _accept(self, frame: ResponseFrame) -> ResponseFrame:
         for check in self._checks:
             check(frame)
@@ -218,6 +235,8 @@ class NodeAttempt:
             raise error_from_frame(frame)
         if isinstance(frame, UsageFrame):
             self.usage = frame
+        elif isinstance(frame, ChunkFrame) and carries_token(frame.data):
+            self.last_token_at = time.perf_counter()
         return frame
 
     # -- outcome -------------------------------------------------------------------------------
@@ -234,22 +253,22 @@ class NodeAttempt:
         if self._settled:
             return
         self._settled = True
-        gw, now = self.gw, time.perf_counter()
+        gw = self.gw
         model = self.request.model
         if status == "ok":
             usage = self.usage
             if usage is not None:
                 gw.metrics.tokens.labels(model=model, kind="prompt").inc(usage.prompt_tokens)
                 gw.metrics.tokens.labels(model=model, kind="completion").inc(usage.completion_tokens)
-            decode_s = now - (self.first_at or now)
-            gw.observations.succeeded(self.peer_id, usage.completion_tokens if usage else None, decode_s)
+            gw.observations.succeeded(self.peer_id, *self._decode_phase(usage))
         elif error is not None:
             if error.node_fault:
                 gw.observations.failed(self.peer_id, type(error).__name__)
                 gw.metrics.node_errors.labels(peer_id=self.peer_id, type=error.error_type).inc()
-                log.warning(
-                    "node %s failed for model %s: %s: %s", self.peer_id, model, type(error).__name__, error.message
-                )
+                # The message may quote the model server, which echoes the request (tools, schemas):
+                # request content, so it is logged only at DEBUG.
+                log.warning("node %s failed for model %s: %s", self.peer_id, model, type(error).__name__)
+                log.debug("node %s failure detail: %s", self.peer_id, error.message)
             else:
                 log.info("node %s answered %s for model %s (not its fault)", self.peer_id, type(error).__name__, model)
         if self.committed:

@@ -1,8 +1,11 @@
 """Reading and checking OpenAI request bodies without losing any field.
 
 The body is decoded as a plain JSON object so every parameter, including ones tooti has never heard
-of, reaches the node untouched. Only what routing needs is checked (``model``, the prompt field,
-``stream``), and only the ``tooti`` preferences object is removed.
+of, reaches the node untouched. Checked: what routing needs (``model``, the prompt field,
+``stream``), the bounds every body must keep (:mod:`tooti.gateway.json_limits`), the shape of chat
+``tools`` (:mod:`tooti.gateway.tool_checks`) and what a stateless gateway refuses on
+``/v1/responses`` (:mod:`tooti.gateway.responses_api`); each failure is a 400 naming the field.
+Only the ``tooti`` preferences object is removed.
 """
 
 from __future__ import annotations
@@ -12,11 +15,20 @@ from typing import Any
 import msgspec
 
 from tooti.gateway.api_errors import ApiError
+from tooti.gateway.json_limits import decode_object
+from tooti.gateway.responses_api import check_responses_body
+from tooti.gateway.tool_checks import check_tools
 from tooti.wire.infer import InferRequest, RequestKind
 
 __all__ = ["ParsedBody", "parse_body", "upstream_request"]
 
-_PROMPT_FIELD: dict[RequestKind, str] = {"chat": "messages", "completion": "prompt", "embeddings": "input"}
+_PROMPT_FIELD: dict[RequestKind, str] = {
+    "chat": "messages",
+    "completion": "prompt",
+    "embeddings": "input",
+    "responses": "input",
+}
+_STREAMED_ON_THE_WIRE: frozenset[RequestKind] = frozenset({"chat", "completion", "responses"})
 
 
 class ParsedBody(msgspec.Struct, kw_only=True, frozen=True):
@@ -30,18 +42,6 @@ class ParsedBody(msgspec.Struct, kw_only=True, frozen=True):
     include_usage: bool
     preferences: dict[str, Any] | None
     """The client's ``tooti`` object, if any (parsed by :mod:`tooti.gateway.prefs`)."""
-
-
-def _decode(raw: bytes) -> dict[str, Any]:
-    if not raw.strip():
-        raise ApiError(400, "request body is empty; expected a JSON object", code="invalid_json")
-    try:
-        data = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, f"request body must be a JSON object, got {type(data).__name__}", code="invalid_json")
-    return data
 
 
 def _check_messages(messages: Any) -> None:
@@ -58,6 +58,8 @@ def _check_prompt(kind: RequestKind, value: Any) -> None:
     field = _PROMPT_FIELD[kind]
     if kind == "chat":
         _check_messages(value)
+    elif kind == "responses":
+        return  # checked with the rest of a Responses body (tooti.gateway.responses_api)
     elif value is None or not isinstance(value, str | list) or (isinstance(value, list) and not value):
         raise ApiError(400, f"'{field}' must be a string or a non-empty array", param=field)
 
@@ -76,11 +78,15 @@ def _include_usage(data: dict[str, Any], stream: bool) -> bool:
 
 def parse_body(raw: bytes, kind: RequestKind) -> ParsedBody:
     """Decode and check ``raw``; raise :class:`ApiError` (400) naming the first bad field."""
-    data = _decode(raw)
+    data = decode_object(raw)  # bounded: depth, 64-bit integers, string and array sizes
     model = data.get("model")
     if not isinstance(model, str) or not model.strip():
         raise ApiError(400, "'model' is required and must be a non-empty string", param="model")
     _check_prompt(kind, data.get(_PROMPT_FIELD[kind]))
+    if kind == "responses":
+        check_responses_body(data)
+    elif kind == "chat":
+        check_tools(data.get("tools"))
     stream = data.get("stream", False)
     if stream is None:
         stream = False
@@ -100,16 +106,17 @@ def upstream_request(
 ) -> InferRequest:
     """The request sent to a node: decided here, once, for every attempt.
 
-    Only chat streams on the wire; a streamed legacy completion is requested whole and relayed as one
-    chunk. Streamed chat always asks for usage (``stream_options.include_usage``) so the gateway can
-    count tokens; the node sends usage as a usage frame, and :mod:`tooti.gateway.relay` shows it to
-    the client only when the client asked.
+    Chat, legacy completions and Responses stream on the wire, token by token; embeddings never
+    stream. Streamed chat and completions always ask for usage (``stream_options.include_usage``)
+    so the gateway can count tokens; the node sends usage as a usage frame, and
+    :mod:`tooti.gateway.relay` shows it to the client only when the client asked. A Responses stream
+    carries its usage in its final event.
     """
-    streams = parsed.stream and parsed.kind == "chat"
+    streams = parsed.stream and parsed.kind in _STREAMED_ON_THE_WIRE
     body = parsed.body
     if parsed.stream and not streams:
         body = {**body, "stream": False}
-    elif streams:
+    elif streams and parsed.kind != "responses":
         options = dict(body.get("stream_options") or {})
         options["include_usage"] = True
         body = {**body, "stream_options": options}

@@ -12,7 +12,7 @@ from typing import Any
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 
-__all__ = ["CHAT_OPERATION", "COMPLETION_OPERATION", "EMBEDDINGS_OPERATION"]
+__all__ = ["CHAT_OPERATION", "COMPLETION_OPERATION", "EMBEDDINGS_OPERATION", "RESPONSES_OPERATION"]
 
 _STR = Schema(type=OpenAPIType.STRING)
 _STRINGS = Schema(type=OpenAPIType.ARRAY, items=_STR, min_items=1)
@@ -76,5 +76,20 @@ COMPLETION_OPERATION = _operation(
 EMBEDDINGS_OPERATION = _operation(
     "An OpenAI embeddings request.",
     {"input": Schema(one_of=[_STR, _STRINGS])},
+    ["model", "input"],
+)
+RESPONSES_OPERATION = _operation(
+    "An OpenAI Responses API request (stateless: no previous_response_id, no store: true).",
+    {
+        "input": Schema(
+            one_of=[
+                Schema(type=OpenAPIType.STRING, min_length=1),
+                Schema(type=OpenAPIType.ARRAY, items=_MESSAGE, min_items=1),
+            ]
+        ),
+        "instructions": _STR,
+        "max_output_tokens": Schema(type=OpenAPIType.INTEGER, minimum=1),
+        "store": Schema(type=OpenAPIType.BOOLEAN, enum=[False]),
+    },
     ["model", "input"],
 )

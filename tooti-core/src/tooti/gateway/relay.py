@@ -8,6 +8,9 @@ stream with an explicit error event, ``data: {"error": {...}}``, and *no* ``data
 SDKs raise on that event, and a client that only watches for ``[DONE]`` sees an incomplete stream
 instead of a silently short one.
 
+A Responses API stream (``/v1/responses``) is written as OpenAI writes it: ``event:`` lines, no
+``[DONE]``, usage in its final event, and an ``error`` event after a failure.
+
 Usage: the node is always asked for usage (see :func:`tooti.gateway.body.upstream_request`) and
 reports it in a usage frame. The relay strips usage from chunks and, when the client asked for it
 (``stream_options.include_usage``), sends it as the last chunk; a whole answer gets it as ``usage``.
@@ -22,6 +25,7 @@ import msgspec
 
 from tooti.errors import BackendError, MalformedResponse, UpstreamError
 from tooti.gateway.api_errors import error_body, from_backend_error
+from tooti.gateway.responses_api import ResponsesEventWriter
 from tooti.wire.infer import ChunkFrame, Done, ResultFrame
 
 if TYPE_CHECKING:
@@ -30,7 +34,7 @@ if TYPE_CHECKING:
     from tooti.gateway.attempt import NodeAttempt
     from tooti.gateway.body import ParsedBody
     from tooti.gateway.context import RequestContext
-    from tooti.wire.infer import ResponseFrame
+    from tooti.wire.infer import ResponseFrame, UsageFrame
 
 __all__ = ["collect_result", "sse_events"]
 
@@ -56,18 +60,41 @@ def _result_as_chunk(kind: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 class _ClientView:
-    """Turns frames into the client's SSE events; remembers the chunk identity for the usage chunk."""
+    """Turns frames into the client's SSE events; remembers the chunk identity for the usage chunk.
 
-    __slots__ = ("kind", "template")
+    A Responses API stream is written as OpenAI writes it (``event:`` lines, no ``[DONE]``, usage in
+    its final event) by :class:`~tooti.gateway.responses_api.ResponsesEventWriter`.
+    """
+
+    __slots__ = ("kind", "responses", "template")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.template: dict[str, Any] = {}
+        self.responses = ResponsesEventWriter() if kind == "responses" else None
+
+    def end(self, include_usage: bool, usage: UsageFrame | None) -> list[bytes]:
+        """The events after the last frame: the usage chunk when asked for, then ``[DONE]``."""
+        if self.responses is not None:
+            return []
+        out = []
+        if include_usage and usage is not None:
+            out.append(_event({**self.template, "choices": [], "usage": usage.as_openai()}))
+        out.append(DONE_EVENT)
+        return out
+
+    def error(self, message: str, error_type: str, code: str | None) -> bytes:
+        """The event that ends a broken stream."""
+        if self.responses is not None:
+            return self.responses.error(message, error_type, code)
+        return _event(error_body(message, error_type, code=code))
 
     def events(self, frames: list[ResponseFrame], out: list[bytes]) -> bool:
         """Append the events of ``frames`` to ``out``; ``True`` when the answer is complete (Done)."""
         for frame in frames:
-            if isinstance(frame, ChunkFrame | ResultFrame):
+            if self.responses is not None and isinstance(frame, ChunkFrame):
+                out.append(self.responses.encode(frame.data))
+            elif isinstance(frame, ChunkFrame | ResultFrame):
                 data = frame.data if isinstance(frame, ChunkFrame) else _result_as_chunk(self.kind, frame.data)
                 if not self.template:
                     self.template = {k: data[k] for k in ("id", "object", "created", "model") if k in data}
@@ -93,9 +120,7 @@ async def sse_events(attempt: NodeAttempt, parsed: ParsedBody, ctx: RequestConte
                 yield b"".join(out)
                 out.clear()
             frames = await attempt.more()
-        if parsed.include_usage and attempt.usage is not None:
-            out.append(_event({**view.template, "choices": [], "usage": attempt.usage.as_openai()}))
-        out.append(DONE_EVENT)
+        out += view.end(parsed.include_usage, attempt.usage)
         attempt.succeed()
     except BackendError as exc:
         failure = exc
@@ -110,7 +135,7 @@ async def sse_events(attempt: NodeAttempt, parsed: ParsedBody, ctx: RequestConte
         attempt.gw.metrics.stream_errors.labels(model=parsed.model).inc()
         log.warning("stream %s from %s ended by %s", ctx.request_id, attempt.peer_id, type(failure).__name__)
         api = from_backend_error(failure)
-        out.append(_event(error_body(f"the node failed mid-stream: {api.message}", api.error_type, code=api.code)))
+        out.append(view.error(f"the node failed mid-stream: {api.message}", api.error_type, api.code))
     yield b"".join(out)
 
 
@@ -130,7 +155,7 @@ async def collect_result(attempt: NodeAttempt) -> dict[str, Any]:
             frames = await attempt.more()
         if result is None:
             raise MalformedResponse("the node ended the answer without a result")
-        if attempt.usage is not None:
+        if attempt.usage is not None and attempt.request.kind != "responses":  # a response keeps its own usage
             result["usage"] = attempt.usage.as_openai()
         attempt.succeed()
     except BackendError as exc:

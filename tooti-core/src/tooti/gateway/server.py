@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from tooti.config.model import GatewaySection
+from tooti.gateway.http_guard import guarded_h11_protocol
+
 if TYPE_CHECKING:
     from litestar import Litestar
 
@@ -21,7 +24,18 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 def uvicorn_config(app: Litestar, host: str, port: int, *, log_level: str = "warning") -> uvicorn.Config:
-    """Build the uvicorn settings for the gateway: lifespan on, no access log (the gateway logs requests itself)."""
+    """Build the uvicorn settings for the gateway: lifespan on, no access log (the gateway logs requests itself).
+
+    HTTP/1.1 runs on uvicorn's h11 protocol with the read guards of :mod:`tooti.gateway.http_guard`
+    (head and body timeouts, chunk-size limit) taken from the app's ``gateway`` config section.
+    """
+    gateway = getattr(app.state, "gateway", None)
+    section = gateway.config.gateway if gateway is not None else GatewaySection()
+    protocol = guarded_h11_protocol(
+        head_timeout_s=section.head_timeout_sec,
+        body_timeout_s=section.body_timeout_sec,
+        max_body_bytes=section.max_body_bytes,
+    )
     return uvicorn.Config(
         app,
         host=host,
@@ -31,6 +45,7 @@ def uvicorn_config(app: Litestar, host: str, port: int, *, log_level: str = "war
         lifespan="on",
         timeout_graceful_shutdown=5,
         server_header=False,
+        http=protocol,
     )
 
 

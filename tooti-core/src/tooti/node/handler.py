@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from tooti._aio import closing_iter
+from tooti.backends.endpoints import create_response, stream_completion, stream_response
 from tooti.errors import BackendBadRequest, BackendError, BackendTimeout
 from tooti.wire.error_codes import error_to_frame
 from tooti.wire.infer import (
@@ -28,12 +30,12 @@ from tooti.wire.infer import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
     from tooti.backends.protocol import InferenceBackend, JSONObject
     from tooti.node.perf import PerfTracker
 
-__all__ = ["handle_request"]
+__all__ = ["handle_request", "responses_usage_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +47,40 @@ def _remaining(deadline_ms: int) -> float:
     return deadline_ms / 1000.0 - time.time()
 
 
+def _unary_call(backend: InferenceBackend, kind: str) -> Callable[[JSONObject], Awaitable[JSONObject]]:
+    if kind == "chat":
+        return backend.chat
+    if kind == "completion":
+        return backend.completion
+    if kind == "responses":
+        return partial(create_response, backend)
+    return backend.embeddings
+
+
 async def _unary(backend: InferenceBackend, request: InferRequest, body: JSONObject) -> AsyncIterator[ResponseFrame]:
-    if request.kind == "chat":
-        call = backend.chat
-    elif request.kind == "completion":
-        call = backend.completion
-    else:
-        call = backend.embeddings
     with anyio.fail_after(_remaining(request.deadline_ms)):
-        result = await call(body)
-    usage = usage_frame(result.get("usage"))
-    if usage is not None:
-        result = {k: v for k, v in result.items() if k != "usage"}
+        result = await _unary_call(backend, request.kind)(body)
+    if request.kind == "responses":
+        # A response object keeps its own usage (input/output tokens); the frame is for metering.
+        usage = responses_usage_frame(result)
+    else:
+        usage = usage_frame(result.get("usage"))
+        if usage is not None:
+            result = {k: v for k, v in result.items() if k != "usage"}
     yield ResultFrame(data=result)
     if usage is not None:
         yield usage
+
+
+def responses_usage_frame(response: Any) -> UsageFrame | None:
+    """The usage frame for a Responses API ``response`` object (``input_tokens``/``output_tokens``)."""
+    usage = response.get("usage") if isinstance(response, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("input_tokens"), usage.get("output_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    return UsageFrame(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
 class _StreamStats:
@@ -80,6 +101,9 @@ class _StreamStats:
             self.last = now
             if self.first is None:
                 self.first = now
+        if isinstance(chunk.get("type"), str):  # a Responses event: its usage stays in the final event
+            self.usage = responses_usage_frame(chunk.get("response")) or self.usage
+            return chunk
         if "usage" not in chunk:
             return chunk
         usage = usage_frame(chunk.get("usage"))
@@ -97,11 +121,19 @@ class _StreamStats:
         perf.record_decode(generated - 1, self.last - self.first)
 
 
+def _stream_source(backend: InferenceBackend, request: InferRequest, body: JSONObject) -> AsyncIterator[JSONObject]:
+    if request.kind == "completion":
+        return stream_completion(backend, body)
+    if request.kind == "responses":
+        return stream_response(backend, body)
+    return backend.chat_stream(body)
+
+
 async def _streamed(
     backend: InferenceBackend, request: InferRequest, body: JSONObject, perf: PerfTracker | None
 ) -> AsyncIterator[ResponseFrame]:
     stats = _StreamStats()
-    async with closing_iter(backend.chat_stream(body)) as chunks:
+    async with closing_iter(_stream_source(backend, request, body)) as chunks:
         iterator = aiter(chunks)
         while True:
             # The scope wraps only the wait, never a yield: cancel scopes must not span a yield.
@@ -121,9 +153,8 @@ async def _streamed(
 
 def _frames(backend: InferenceBackend, request: InferRequest, perf: PerfTracker | None) -> AsyncIterator[ResponseFrame]:
     body: JSONObject = {**request.body, "model": request.model}
-    if request.kind == "chat" and request.stream:
+    if request.stream and request.kind != "embeddings":
         return _streamed(backend, request, body, perf)
-    # Completions and embeddings have no streamed form in the backend contract: one ResultFrame.
     return _unary(backend, request, body)
 
 
@@ -132,14 +163,15 @@ async def handle_request(
 ) -> AsyncGenerator[ResponseFrame, None]:
     """Run ``request`` on ``backend`` and yield its response frames, ending with Done or an ErrorFrame.
 
-    Streamed chat yields one :class:`ChunkFrame` per backend chunk; other kinds yield one
-    :class:`ResultFrame`. The backend's usage leaves the chunks and the result and is sent once, as
+    A streamed chat, completion or Responses request yields one :class:`ChunkFrame` per backend chunk
+    or Responses event (:mod:`tooti.backends.endpoints` picks pass-through or translation); other
+    requests yield one :class:`ResultFrame`. The backend's usage leaves the chunks and the result and is sent once, as
     the :class:`UsageFrame` that follows (a chunk that carried only usage is not sent); what the
     client sees of it is the gateway's decision. Backend
     failures become an :class:`ErrorFrame` (never an exception); closing this generator early closes
     the backend's stream, which stops generation upstream.
     """
-    if request.kind not in ("chat", "completion", "embeddings"):
+    if request.kind not in ("chat", "completion", "embeddings", "responses"):
         yield error_to_frame(BackendBadRequest(f"unknown request kind {request.kind!r}"))
         return
     if _remaining(request.deadline_ms) <= 0:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import trio
 
 from tooti._aio import closing_iter
+from tooti.backends.endpoints import create_response, stream_completion, stream_response
 from tooti.errors import BackendError, BackendTimeout, BackendUnavailable
 from tooti.node.announce import advertised_models
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from tooti.backends.protocol import (
         BackendHealth,
         BackendSettings,
+        Endpoint,
         InferenceBackend,
         JSONObject,
         LoadSnapshot,
@@ -195,13 +197,38 @@ class WatchedBackend:
 
     async def chat_stream(self, body: JSONObject) -> AsyncIterator[JSONObject]:
         """Delegated; closing this iterator closes the backend's (which stops generation)."""
+        async with closing_iter(self._watched(self.inner.chat_stream(body))) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def _watched(self, stream: AsyncIterator[JSONObject]) -> AsyncIterator[JSONObject]:
         try:
-            async with closing_iter(self.inner.chat_stream(body)) as chunks:
+            async with closing_iter(stream) as chunks:
                 async for chunk in chunks:
                     yield chunk
         except BackendError as exc:
             self._failed(exc)
             raise
+
+    # The wrapper serves every endpoint: natively where the inner backend does, otherwise through
+    # tooti.backends.endpoints (Responses translated to chat, a completion stream in one piece).
+    native_endpoints: ClassVar[frozenset[Endpoint]] = frozenset({"chat", "completion", "embeddings", "responses"})
+
+    def completion_stream(self, body: JSONObject) -> AsyncIterator[JSONObject]:
+        """Delegated (token by token when the backend streams completions)."""
+        return self._watched(stream_completion(self.inner, body))
+
+    async def responses(self, body: JSONObject) -> JSONObject:
+        """Delegated, or translated to chat when the backend has no Responses API."""
+        try:
+            return await create_response(self.inner, body)
+        except BackendError as exc:
+            self._failed(exc)
+            raise
+
+    def responses_stream(self, body: JSONObject) -> AsyncIterator[JSONObject]:
+        """Delegated, or translated from a chat stream when the backend has no Responses API."""
+        return self._watched(stream_response(self.inner, body))
 
     async def completion(self, body: JSONObject) -> JSONObject:
         """Delegated."""

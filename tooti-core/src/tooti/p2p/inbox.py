@@ -20,6 +20,18 @@ __all__ = ["Inbox"]
 READ_SIZE = 65536
 
 
+def _was_reset(stream: INetStream) -> bool:
+    """Whether an end of stream was really a reset.
+
+    py-libp2p's yamux drops a stream's buffer when a RST arrives, and a read then raises
+    ``StreamEOF`` ("stream closed") instead of ``StreamReset``: measured, a gateway's reset during a
+    non-streamed request looked like a half-close, so the node generated the whole answer for nobody.
+    The muxed stream still records the RST.
+    """
+    muxed = getattr(stream, "muxed_stream", None)
+    return bool(getattr(muxed, "reset_received", False))
+
+
 class Inbox:
     """Buffered reader of one stream.
 
@@ -54,6 +66,8 @@ class Inbox:
                 try:
                     data = await self._stream.read(READ_SIZE)
                 except StreamEOF:
+                    if _was_reset(self._stream):
+                        self.reset.set()
                     break
                 except StreamError:
                     self.reset.set()

@@ -180,7 +180,9 @@ class InferService:
         body = trio.CancelScope()
         send, receive = trio.open_memory_channel[ResponseFrame](PENDING_FRAMES)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_cancel_after_reset, inbox, body)
+            # A whole answer has no chunk boundary to stop at: cancel it the moment the client resets.
+            grace = RESET_GRACE if request.stream else 0.0
+            nursery.start_soon(_cancel_after_reset, inbox, body, grace)
             async with trio.open_nursery() as work:
                 work.start_soon(self._produce, request, send, inbox, body)
                 try:
@@ -313,13 +315,13 @@ class _Answer:
         self.gone = False
 
 
-async def _cancel_after_reset(inbox: Inbox, body: trio.CancelScope) -> None:
-    """Cancel a backend that stays silent :data:`RESET_GRACE` seconds after the client reset.
+async def _cancel_after_reset(inbox: Inbox, body: trio.CancelScope, grace: float) -> None:
+    """Cancel a backend that stays silent ``grace`` seconds after the client reset.
 
     On a reset the producer stops at the next chunk and closes the backend stream normally; only a
     silent backend is cancelled mid-read (under trio, cancelling inside an HTTP read leaves the
     client's cleanup to the garbage collector).
     """
     await inbox.reset.wait()
-    await trio.sleep(RESET_GRACE)
+    await trio.sleep(grace)
     body.cancel()

@@ -27,12 +27,15 @@ __all__ = [
     "ResultFrame",
     "UsageFrame",
     "carries_token",
+    "is_responses_preamble",
     "usage_frame",
 ]
 
 PROTOCOL_ID = "/tooti/infer/1.0.0"
 
-RequestKind = Literal["chat", "completion", "embeddings"]
+RequestKind = Literal["chat", "completion", "embeddings", "responses"]
+"""The endpoint a request is for: ``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``,
+``/v1/responses`` (a node that predates ``responses`` answers it with a ``bad_request`` error frame)."""
 ErrorCode = Literal[
     "unavailable", "timeout", "model_not_found", "bad_request", "overloaded", "upstream", "malformed", "unauthorized"
 ]
@@ -117,13 +120,38 @@ def usage_frame(usage: object) -> UsageFrame | None:
     )
 
 
+RESPONSES_TOKEN_EVENTS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.function_call_arguments.delta",
+        "response.refusal.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
+    }
+)
+"""Responses API stream events that carry generated output."""
+RESPONSES_PREAMBLE_EVENTS = frozenset(
+    {"response.created", "response.in_progress", "response.output_item.added", "response.content_part.added"}
+)
+"""Responses API stream events sent before any output: a gateway may still fail over after them."""
+
+
+def is_responses_preamble(chunk: dict[str, Any]) -> bool | None:
+    """For a Responses API stream event: whether it comes before any output; ``None`` for other chunks."""
+    kind = chunk.get("type")
+    return kind in RESPONSES_PREAMBLE_EVENTS if isinstance(kind, str) else None
+
+
 def carries_token(chunk: dict[str, Any]) -> bool:
     """Whether a streamed chunk carries generated output: any delta field besides ``role``, or text.
 
     The one definition both sides use: the node counts tokens with it (decode speed), the gateway
     holds back chunks without one (a role-only delta) so that a node dying before its first token can
-    still be failed over.
+    still be failed over. A Responses API event carries a token when it is one of the delta events.
     """
+    kind = chunk.get("type")
+    if isinstance(kind, str):
+        return kind in RESPONSES_TOKEN_EVENTS
     for choice in chunk.get("choices") or ():
         if not isinstance(choice, dict):
             continue

@@ -1,4 +1,4 @@
-"""``/v1/chat/completions``, ``/v1/completions`` and ``/v1/embeddings``: route, fail over, relay."""
+"""``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``, ``/v1/responses``: route, fail over, relay."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from litestar.response import Stream
 from tooti.gateway.access import access_guard
 from tooti.gateway.body import parse_body
 from tooti.gateway.context import request_context
+from tooti.gateway.disconnect import ClientDisconnected, unless_disconnected
 from tooti.gateway.dispatch import open_request
 from tooti.gateway.metering import KEY_STATE, Metering
-from tooti.gateway.openapi import CHAT_OPERATION, COMPLETION_OPERATION, EMBEDDINGS_OPERATION
+from tooti.gateway.openapi import CHAT_OPERATION, COMPLETION_OPERATION, EMBEDDINGS_OPERATION, RESPONSES_OPERATION
 from tooti.gateway.prefs import preferences_for
 from tooti.gateway.relay import collect_result, sse_events
 from tooti.gateway.state import gateway_of
@@ -22,10 +23,12 @@ from tooti.gateway.state import gateway_of
 if TYPE_CHECKING:
     from tooti.wire.infer import RequestKind
 
-__all__ = ["chat_completions", "completions", "embeddings"]
+__all__ = ["chat_completions", "completions", "embeddings", "responses"]
 
 log = logging.getLogger("tooti.gateway.content")
 
+CLIENT_CLOSED_REQUEST = 499
+"""Status recorded for a request whose client left before its answer (nobody receives it)."""
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -41,16 +44,25 @@ async def _serve(request: Request[Any, Any, Any], kind: RequestKind) -> Response
     prefs = preferences_for(parsed.model, parsed.preferences, request.headers)
     if gw.config.gateway.log_content:
         log.info("%s request body: %s", ctx.request_id, parsed.body)
-    attempt = await open_request(gw, parsed, prefs, ctx)
-    if parsed.stream:
-        events = sse_events(attempt, parsed, ctx)
-        return Stream(
-            events, media_type="text/event-stream", headers=_SSE_HEADERS, background=BackgroundTask(attempt.release)
-        )
-    result = await collect_result(attempt)
-    if gw.config.gateway.log_content:
-        log.info("%s answer: %s", ctx.request_id, result)
-    return Response(result, media_type=MediaType.JSON)
+
+    async def answer() -> Response[Any]:
+        attempt = await open_request(gw, parsed, prefs, ctx)
+        if parsed.stream:
+            events = sse_events(attempt, parsed, ctx)
+            return Stream(
+                events, media_type="text/event-stream", headers=_SSE_HEADERS, background=BackgroundTask(attempt.release)
+            )
+        result = await collect_result(attempt)
+        if gw.config.gateway.log_content:
+            log.info("%s answer: %s", ctx.request_id, result)
+        return Response(result, media_type=MediaType.JSON)
+
+    # Until the answer starts, nothing watches the connection: a client that gives up must still
+    # stop the node (its stream is reset when the attempt is released) and the model server.
+    try:
+        return await unless_disconnected(request.receive, answer)
+    except ClientDisconnected:
+        return Response(None, status_code=CLIENT_CLOSED_REQUEST)
 
 
 @post(
@@ -90,3 +102,16 @@ async def completions(request: Request[Any, Any, Any]) -> Response[Any]:
 async def embeddings(request: Request[Any, Any, Any]) -> Response[Any]:
     """Route an embeddings request to a node."""
     return await _serve(request, "embeddings")
+
+
+@post(
+    "/v1/responses",
+    status_code=200,
+    guards=[access_guard],
+    operation_class=RESPONSES_OPERATION,
+    opt={"route": "/v1/responses"},
+    summary="Create a model response (OpenAI Responses API, stateless; SSE when stream is true)",
+)
+async def responses(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Route a Responses API request to a node (passed through or translated to chat there)."""
+    return await _serve(request, "responses")

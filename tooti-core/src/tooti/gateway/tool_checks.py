@@ -1,0 +1,41 @@
+"""Checking the shape of ``tools`` at the HTTP edge.
+
+Model servers fail on malformed tools in ways that look like their own fault: llama.cpp answers a
+``tools`` that is not an array, a tool without ``function`` or ``name``, or a non-function tool type
+with a **500** whose text echoes the tools back. Relayed, that was a 502 that put a healthy node in
+cooldown and logged the client's tool schemas. Checked here, it is a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tooti.gateway.api_errors import ApiError
+
+__all__ = ["check_tools"]
+
+
+def _bad(message: str, param: str) -> ApiError:
+    return ApiError(400, f"'{param}' {message}", param=param, code="invalid_value")
+
+
+def check_tools(tools: Any) -> None:
+    """Raise a 400 naming the field unless ``tools`` is absent or an array of function tools (chat shape)."""
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise _bad("must be an array of tools", "tools")
+    for i, tool in enumerate(tools):
+        where = f"tools[{i}]"
+        if not isinstance(tool, dict):
+            raise _bad("must be an object", where)
+        if tool.get("type") != "function":
+            raise _bad("must be a function tool (type 'function')", f"{where}.type")
+        function = tool.get("function")
+        if not isinstance(function, dict):
+            raise _bad("must be an object with the function's name and parameters", f"{where}.function")
+        name = function.get("name")
+        if not isinstance(name, str) or not name:
+            raise _bad("must be a non-empty string", f"{where}.function.name")
+        if "parameters" in function and not isinstance(function["parameters"], dict):
+            raise _bad("must be a JSON schema object", f"{where}.function.parameters")
