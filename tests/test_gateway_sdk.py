@@ -111,3 +111,30 @@ def test_client_disconnect_cancels_the_node_stream(client, backends):
     while time.monotonic() < deadline and sum(b.closed_early for b in backends.values()) == 0:
         time.sleep(0.05)
     assert sum(b.closed_early for b in backends.values()) == 1
+
+
+def test_responses_translated_for_a_backend_without_a_responses_api(client, backends):
+    """FakeBackend has no native /v1/responses: the node translates to chat and back, the SDK parses it."""
+    whole = client.responses.create(model="fake-model", input="Say hello.", instructions="Be brief.")
+    assert whole.object == "response"
+    assert whole.output_text
+    assert whole.usage.output_tokens == 6
+    events = list(client.responses.create(model="fake-model", input="Say hello.", stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    assert kinds.count("response.output_text.delta") == 6  # one per token
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[-1].response.output_text == whole.output_text
+    sent = [c.body for b in backends.values() for c in b.calls if c.method in ("chat", "chat_stream")]
+    assert sent[0]["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
+def test_responses_mid_stream_failure_raises_in_the_sdk(client, backends):
+    for b in backends.values():
+        b.fail_with(UpstreamError("node died"), after_chunks=2)
+    stream = client.responses.create(model="fake-model", input="Say hello.", stream=True)
+    got = []
+    with pytest.raises(openai.APIError, match="mid-stream"):
+        got.extend(stream)
+    assert [e.type for e in got].count("response.output_text.delta") == 2
