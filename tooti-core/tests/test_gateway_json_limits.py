@@ -20,6 +20,7 @@ def _body(**extra: object) -> bytes:
         (_body(seed=2**70), "seed"),
         (_body(seed=-(2**63) - 1), "seed"),
         (_body(logit_bias={"11": 2**64}), "logit_bias.11"),
+        (json.dumps({"model": "m", "prompt": [1, 2, 2**70, 3]}).encode(), "prompt[2]"),
         (
             json.dumps(
                 {"model": "m", "messages": [{"role": "user", "content": "x" * (MAX_STRING_CHARS + 1)}]}
@@ -33,7 +34,7 @@ def _body(**extra: object) -> bytes:
         ),
         (b'{"model": "m", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", "body"),
     ],
-    ids=["int-2^70", "int-below-i64", "nested-int", "long-string", "long-array", "deep", "very-deep"],
+    ids=["int-2^70", "int-below-i64", "nested-int", "token-id", "long-string", "long-array", "deep", "very-deep"],
 )
 def test_out_of_bounds_is_a_400_naming_the_field(raw: bytes, param: str) -> None:
     with pytest.raises(ApiError) as err:

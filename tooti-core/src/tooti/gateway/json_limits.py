@@ -49,6 +49,19 @@ def _check_scalar(value: Any, parts: tuple[str | int, ...]) -> None:
         raise _fail("is an integer outside the 64-bit range", parts)
 
 
+def _check_item(item: Any, parts: tuple[str | int, ...], key: str | int) -> None:
+    """Check one array item or object member; scalars inline (no call per token id), containers recursively."""
+    kind = type(item)
+    if kind is str:
+        if len(item) > MAX_STRING_CHARS:
+            raise _fail(f"is longer than {MAX_STRING_CHARS} characters", (*parts, key))
+    elif kind is int:
+        if not MIN_INT <= item <= MAX_INT:
+            raise _fail("is an integer outside the 64-bit range", (*parts, key))
+    elif kind is list or kind is dict:
+        check_limits(item, (*parts, key))
+
+
 def check_limits(value: Any, parts: tuple[str | int, ...] = ()) -> None:
     """Raise :class:`ApiError` (400, naming the field) if ``value`` breaks a bound above."""
     if not isinstance(value, list | dict):
@@ -59,13 +72,18 @@ def check_limits(value: Any, parts: tuple[str | int, ...] = ()) -> None:
     if len(value) > MAX_ARRAY_ITEMS:
         raise _fail(f"has more than {MAX_ARRAY_ITEMS} items", parts)
     if isinstance(value, list):
+        if value and all(type(item) is int for item in value):  # token ids: checked at C speed
+            if min(value) < MIN_INT or max(value) > MAX_INT:
+                bad = next(i for i, item in enumerate(value) if not MIN_INT <= item <= MAX_INT)
+                raise _fail("is an integer outside the 64-bit range", (*parts, bad))
+            return
         for i, item in enumerate(value):
-            check_limits(item, (*parts, i))
+            _check_item(item, parts, i)
         return
     for key, item in value.items():
         if len(key) > MAX_STRING_CHARS:
             raise _fail(f"has a key longer than {MAX_STRING_CHARS} characters", parts)
-        check_limits(item, (*parts, key))
+        _check_item(item, parts, key)
 
 
 def decode_object(raw: bytes) -> dict[str, Any]:
