@@ -285,3 +285,18 @@ async def test_receipts_are_requested_checked_countersigned_and_flagged(tmp_path
         assert (row.prompt_tokens, row.completion_tokens) == (3, 4)  # the gateway bills what it relayed
     assert store.receipts(peer_id=peer) == [r.receipt for r in sorted(rows, key=lambda r: r.at)]
     store.close()
+
+
+async def test_a_request_refused_before_routing_releases_its_reservation(store):
+    key, rec = store.create_key(budget=1000, budget_kind="tokens")
+    app = create_app(_config(), _network(), make_plugin_host(), store=store)
+    async with AsyncTestClient(app) as client:
+        r = await client.post(
+            "/v1/chat/completions", json={"model": "no-such-model", "messages": PROMPT}, headers=_auth(key)
+        )
+        assert r.status_code == 404
+        rows = await _wait_for(lambda: store.usage_rows(key_id=rec.id))
+        assert rows[0].status == "failed"
+        assert rows[0].peer_id is None
+        await _wait_for(lambda: store.find_key(rec.id).reserved == 0)
+        assert store.find_key(rec.id).spent == 0

@@ -262,6 +262,30 @@ class Metering:
 
     # ---- after the request ----------------------------------------------------------------------
 
+    def abandon(self, request_id: str, model: str) -> None:
+        """Record a request refused before any node was tried, and release its reservation.
+
+        Routing can refuse a request after its budget was reserved (no such model, bad preferences);
+        without this the reservation would wait for the stale sweep. No-op once its completion came.
+        """
+        if request_id not in self._pending:
+            return
+        from tooti.gateway.request_hooks import Completion
+
+        self.completed(
+            Completion(
+                request_id=request_id,
+                model=model,
+                peer_id=None,
+                usage=None,
+                ttft_s=None,
+                duration_s=0.0,
+                status="failed",
+                failovers=0,
+                error="NotRouted",
+            )
+        )
+
     def completed(self, done: Completion) -> None:
         """Record one finished client request (the gateway's completion callback; no I/O)."""
         hold = self._pending.pop(done.request_id, None)

@@ -41,12 +41,22 @@ async def _serve(request: Request[Any, Any, Any], kind: RequestKind) -> Response
     metering: Metering | None = request.app.state.get("metering")
     if metering is not None:
         await metering.admit(request.scope.get("state", {}).get(KEY_STATE), parsed, len(raw), ctx)
-    prefs = preferences_for(parsed.model, parsed.preferences, request.headers)
+    try:
+        prefs = preferences_for(parsed.model, parsed.preferences, request.headers)
+    except BaseException:
+        if metering is not None:
+            metering.abandon(ctx.request_id, parsed.model)  # refused before any node: release the budget
+        raise
     if gw.config.gateway.log_content:
         log.info("%s request body: %s", ctx.request_id, parsed.body)
 
     async def answer() -> Response[Any]:
-        attempt = await open_request(gw, parsed, prefs, ctx)
+        try:
+            attempt = await open_request(gw, parsed, prefs, ctx)
+        except BaseException:
+            if metering is not None:
+                metering.abandon(ctx.request_id, parsed.model)  # refused before any node: release the budget
+            raise
         if parsed.stream:
             events = sse_events(attempt, parsed, ctx)
             return Stream(
@@ -62,6 +72,8 @@ async def _serve(request: Request[Any, Any, Any], kind: RequestKind) -> Response
     try:
         return await unless_disconnected(request.receive, answer)
     except ClientDisconnected:
+        if metering is not None:
+            metering.abandon(ctx.request_id, parsed.model)
         return Response(None, status_code=CLIENT_CLOSED_REQUEST)
 
 
