@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import anyio
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -19,10 +20,12 @@ from tooti.accounting.records import Settlement, UsageRow
 from tooti.accounting.store import AccountingStore
 from tooti.accounting.worker import AccountingWorker
 from tooti.config.model import Config, GatewaySection, StoreSection
+from tooti.errors import MalformedResponse
 from tooti.gateway import create_app
 from tooti.network import AdvertisedModel
 from tooti.node.local import LocalNetwork
 from tooti.node.receipt_signer import with_receipt
+from tooti.p2p.framing import FrameError, decode_response
 from tooti.p2p.identity import generate_identity, peer_id_of
 from tooti.testing import FakeBackend, make_plugin_host
 from tooti.wire.infer import UsageFrame
@@ -300,3 +303,43 @@ async def test_a_request_refused_before_routing_releases_its_reservation(store):
         assert rows[0].peer_id is None
         await _wait_for(lambda: store.find_key(rec.id).reserved == 0)
         assert store.find_key(rec.id).spent == 0
+
+
+class NegativeUsageNetwork(LocalNetwork):
+    """A node that reports a negative completion count, which would refund the key's budget if billed.
+
+    Frames go through the wire's msgpack encoding and the gateway's frame decoder, as over libp2p.
+    """
+
+    async def infer(self, peer_id, request):
+        async for f in super().infer(peer_id, request):
+            if isinstance(f, UsageFrame):
+                f = UsageFrame(prompt_tokens=f.prompt_tokens, completion_tokens=-1000, total_tokens=-997)  # noqa: PLW2901
+            try:
+                yield decode_response(msgspec.msgpack.encode(f))
+            except FrameError as exc:
+                raise MalformedResponse(str(exc)) from None
+
+
+async def test_a_negative_token_count_from_a_node_refunds_nothing(tmp_path):
+    store = AccountingStore.open(f"sqlite:///{tmp_path / 'n.db'}")
+    net = NegativeUsageNetwork()
+    net.add_node("peerA", FakeBackend(chunks=4), [AdvertisedModel(name="fake-model", backend="fake")])
+    key, rec = store.create_key(budget=100, budget_kind="tokens")
+    app = create_app(_config(), net, make_plugin_host(), store=store)
+    async with AsyncTestClient(app) as client:
+        r = await client.post(
+            "/v1/chat/completions", json={"model": "fake-model", "messages": PROMPT}, headers=_auth(key)
+        )
+        assert r.status_code == 502  # a malformed answer, not a crash of the gateway
+        (row,) = await _wait_for(lambda: store.usage_rows(key_id=rec.id))
+        await _wait_for(lambda: store.find_key(rec.id).reserved == 0)
+    assert row.status == "failed"
+    assert store.find_key(rec.id).spent >= 0
+    store.close()
+
+
+def test_billing_clamps_token_counts_even_without_the_wire_bound():
+    from tooti.gateway.metering import _bounded
+
+    assert (_bounded(-5), _bounded(7), _bounded(10**12)) == (0, 7, 10_000_000)

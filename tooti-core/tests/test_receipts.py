@@ -86,3 +86,22 @@ def test_disagreements_are_flagged(keys):
         counts=GatewayCounts(prompt_tokens=3, completion_tokens=9, token_chunks=None),
     )
     assert flags == ["signer_not_serving_node", "bad_node_signature"]
+
+
+def test_an_unbounded_receipt_from_a_node_is_a_malformed_frame(keys):
+    import msgspec
+
+    from tooti.p2p.framing import FrameError, decode_response
+    from tooti.wire.receipt import ReceiptFrame
+
+    node, _, _ = keys
+    receipt, sig = _signed(node)
+    fine = msgspec.msgpack.encode(ReceiptFrame(receipt=receipt, signature=sig))
+    assert isinstance(decode_response(fine), ReceiptFrame)
+    for evil in (
+        msgspec.structs.replace(receipt, model="m" * 100_000),
+        msgspec.structs.replace(receipt, completion_tokens=-5),
+        msgspec.structs.replace(receipt, node="x" * 10_000),
+    ):
+        with pytest.raises(FrameError):
+            decode_response(msgspec.msgpack.encode(ReceiptFrame(receipt=evil, signature=sig)))

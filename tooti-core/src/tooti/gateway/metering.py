@@ -61,7 +61,14 @@ KEY_STATE = "tooti_key"
 """Scope-state entry the access guard fills: a :class:`KeyRecord`, a ``config:…`` id, or absent."""
 
 _ANONYMOUS = "anonymous"
+_MAX_TOKENS = 10_000_000
+"""More tokens than any request can use: a node's count beyond it (or below 0) is not billed as such."""
 _PENDING_SWEEP_EVERY = 256
+
+
+def _bounded(tokens: int) -> int:
+    """A node's token count clamped to [0, 10M]: a negative count must not refund a budget."""
+    return max(0, min(tokens, _MAX_TOKENS))
 
 
 @dataclass(slots=True)
@@ -289,8 +296,8 @@ class Metering:
     def completed(self, done: Completion) -> None:
         """Record one finished client request (the gateway's completion callback; no I/O)."""
         hold = self._pending.pop(done.request_id, None)
-        prompt = done.usage.prompt_tokens if done.usage is not None else 0
-        completion = done.usage.completion_tokens if done.usage is not None else 0
+        prompt = _bounded(done.usage.prompt_tokens) if done.usage is not None else 0
+        completion = _bounded(done.usage.completion_tokens) if done.usage is not None else 0
         self.prices.refresh(self._nodes)
         cost = money(prompt, completion, self.prices.of(done.peer_id, done.model))
         now = time.time()

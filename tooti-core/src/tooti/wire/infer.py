@@ -8,9 +8,10 @@ union so new kinds can be added compatibly.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
 
 from tooti.wire.receipt import ReceiptFrame
 
@@ -68,12 +69,16 @@ class ResultFrame(msgspec.Struct, kw_only=True, tag="result", tag_field="t"):
     data: dict[str, Any]
 
 
+_TokenCount = Annotated[int, Meta(ge=0, le=2**31)]
+"""A node's token count: bounded, since it is billed (a negative count would refund a budget)."""
+
+
 class UsageFrame(msgspec.Struct, kw_only=True, tag="usage", tag_field="t"):
     """Token counts of the request, sent before :class:`Done` when the backend reports them."""
 
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
+    prompt_tokens: _TokenCount
+    completion_tokens: _TokenCount
+    total_tokens: _TokenCount
     details: dict[str, Any] | None = None
     """The backend's other usage fields (e.g. ``prompt_tokens_details``), passed to the client as given."""
 

@@ -10,27 +10,33 @@ one without the node's key.
 from __future__ import annotations
 
 import hashlib
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
 __all__ = ["NodeReceipt", "ReceiptFrame", "request_hash", "signing_bytes"]
 
 _DOMAIN = b"tooti/receipt/1\n"
 
 
-class NodeReceipt(msgspec.Struct, kw_only=True, frozen=True):
-    """What the node attests about one answered request."""
+_Tokens = Annotated[int, Meta(ge=0, le=2**31)]
+_Millis = Annotated[float, Meta(ge=0, le=1e9)]
 
-    request: str
+
+class NodeReceipt(msgspec.Struct, kw_only=True, frozen=True):
+    """What the node attests about one answered request (bounded: a peer's words are never trusted unbounded)."""
+
+    request: Annotated[str, Meta(min_length=64, max_length=64)]
     """sha256 hex of the gateway's request id."""
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    ttft_ms: float | None
-    duration_ms: float
-    node: str
+    model: Annotated[str, Meta(max_length=256)]
+    prompt_tokens: _Tokens
+    completion_tokens: _Tokens
+    ttft_ms: _Millis | None
+    duration_ms: _Millis
+    node: Annotated[str, Meta(max_length=128)]
     """The signer's peer id."""
-    at: float
+    at: Annotated[float, Meta(ge=0, le=1e11)]
     """Unix seconds when the node finished."""
 
 
@@ -38,7 +44,7 @@ class ReceiptFrame(msgspec.Struct, kw_only=True, tag="receipt", tag_field="t"):
     """A :class:`NodeReceipt` and the node's Ed25519 signature over :func:`signing_bytes`."""
 
     receipt: NodeReceipt
-    signature: bytes
+    signature: Annotated[bytes, Meta(max_length=64)]
 
 
 def request_hash(request_id: str) -> str:
