@@ -76,7 +76,7 @@ def wait(predicate, timeout: float, what: str) -> None:
 
 @pytest.fixture
 def two_nodes(llama_server, tmp_path):
-    stack = LocalUp(llama_server.model_path, port=0, workdir=tmp_path)
+    stack = LocalUp(llama_server.model_path, port=0, workdir=tmp_path, node_names=("node-a", "node-b"))
     bootstrap = stack.start_gateway()
     nodes: dict[str, NodeProcess] = {}
     try:

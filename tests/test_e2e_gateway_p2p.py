@@ -38,7 +38,7 @@ def wait_for_nodes(base_url: str, count: int, nodes: list[NodeProcess]) -> list[
 @pytest.fixture(scope="module")
 def network(llama_server, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("e2e-p2p")
-    stack = LocalUp(llama_server.model_path, port=0, workdir=workdir)
+    stack = LocalUp(llama_server.model_path, port=0, workdir=workdir, node_names=("node-1",))
     bootstrap = stack.start_gateway()
     config = node_config(bootstrap, workdir, name="node-1", base_url=llama_server.base_url, heartbeat_sec=0.5)
     node = NodeProcess.spawn(config, workdir, "node-1")

@@ -63,6 +63,8 @@ class NodeView(msgspec.Struct, kw_only=True, frozen=True):
     age_s: float = 0.0
     """Seconds since the last heartbeat, on the receiver's clock."""
     addrs: tuple[str, ...] = ()
+    certificate: str | None = None
+    """The membership certificate the node announced, unverified (admission verifies it)."""
 
     def serves(self) -> frozenset[str]:
         """Every model name and alias this node answers to."""

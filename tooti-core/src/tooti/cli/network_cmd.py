@@ -33,13 +33,22 @@ def _fetch(gateway: str, path: str) -> dict[str, Any]:
     return data
 
 
+def _standing(view: dict[str, Any]) -> str:
+    """``trusted (0.93)``, or ``quarantined (0.12): <why>`` — the gateway's verdict on the node."""
+    state = view.get("standing")
+    if state is None:
+        return "-"
+    text = f"{state} ({_num(view.get('reputation'), '{:.2f}')})"
+    return text if state == "trusted" else f"{text}: {view.get('standing_reason', '')}"
+
+
 def _num(value: Any, fmt: str = "{:.0f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
 @app.command("peers")
 def peers(gateway: _Gateway = "http://127.0.0.1:8080", as_json: _Json = False) -> None:
-    """List the live nodes: peer id, models, load, TTFT, tokens/s, last seen."""
+    """List the live nodes: peer id, models, load, TTFT, tokens/s, standing (and why), last seen."""
     from rich.table import Table
 
     from tooti.cli._common import console
@@ -49,7 +58,7 @@ def peers(gateway: _Gateway = "http://127.0.0.1:8080", as_json: _Json = False) -
         typer.echo(_dump(data))
         return
     table = Table(title=f"nodes seen by {gateway}")
-    for col in ("Peer", "Name", "Models", "Load", "TTFT ms", "Tok/s", "Last seen"):
+    for col in ("Peer", "Name", "Models", "Load", "TTFT ms", "Tok/s", "Standing", "Last seen"):
         table.add_column(col, overflow="fold")
     for n in data.get("data", []):
         load = f"{n.get('in_flight', 0)}+{n.get('queued', 0)}/{_num(n.get('capacity'))}"
@@ -60,6 +69,7 @@ def peers(gateway: _Gateway = "http://127.0.0.1:8080", as_json: _Json = False) -
             load,
             _num(n.get("ttft_ms")),
             _num(n.get("tokens_per_s"), "{:.1f}"),
+            _standing(n.get("gateway") or {}),
             f"{n.get('age_s', 0):.1f} s ago",
         )
     console.print(table if data.get("data") else "No live nodes.")

@@ -68,6 +68,16 @@ def _announce(config: Config, started: NodeStarted) -> None:
         console.print(f"listen: {addr}", highlight=False, soft_wrap=True)
     names = ", ".join(m.name for m in started.models) or "(none)"
     console.print(f"models: {names}", highlight=False, soft_wrap=True)
+    from tooti.node.gateway_admission import open_to_anyone
+
+    if open_to_anyone(config.node):
+        console.print(
+            "[bold yellow]warning:[/bold yellow] node.admission.mode is open and no gateway is allow-listed: "
+            "this node serves ANYONE who dials it, bypassing every gateway's API keys and limits. "
+            "Set node.admission (allowlist or membership) unless that is what you want (docs/security.md).",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("start")

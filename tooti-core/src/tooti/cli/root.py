@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
+from tooti.cli import authority_cmd, network_cmd, receipts_cmd, usage_cmd
 from tooti.cli import gateway as gateway_cmd
 from tooti.cli import keys as keys_cmd
-from tooti.cli import network_cmd, receipts_cmd, usage_cmd
 from tooti.cli import node as node_cmd
 from tooti.cli import plugins as plugins_cmd
 from tooti.cli import up as up_cmd
@@ -25,6 +25,7 @@ app.add_typer(plugins_cmd.app, name="plugins")
 app.add_typer(gateway_cmd.app, name="gateway")
 app.add_typer(network_cmd.app, name="network")
 app.add_typer(node_cmd.app, name="node")
+app.add_typer(authority_cmd.app, name="authority")
 app.command("up")(up_cmd.up)
 app.add_typer(keys_cmd.app, name="keys")
 app.command("usage")(usage_cmd.usage)

@@ -12,6 +12,7 @@ import msgspec
 from msgspec import Meta
 
 __all__ = [
+    "AdmissionSection",
     "BackendSection",
     "Config",
     "GatewaySection",
@@ -25,6 +26,7 @@ __all__ = [
     "RoutingSection",
     "StoreSection",
     "TimeoutsSection",
+    "VerificationSection",
 ]
 
 Port = Annotated[int, Meta(ge=0, le=65535, description="TCP port; 0 picks a free one")]
@@ -42,6 +44,61 @@ class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
+class AdmissionSection(_Section):
+    """Which peers this process deals with (``gateway.admission``: nodes; ``node.admission``: gateways).
+
+    ``open``: anyone (on a gateway, verification and reputation decide who gets traffic);
+    ``allowlist``: only the peer ids in ``allow``; ``membership``: only peers presenting a
+    certificate signed by one of ``authorities`` (see docs/security.md).
+    """
+
+    mode: Literal["open", "allowlist", "membership"] = "open"
+    allow: list[str] = msgspec.field(default_factory=list)
+    """Peer ids admitted in ``allowlist`` mode (and, in ``membership`` mode, admitted without a certificate)."""
+    authorities: list[str] = msgspec.field(default_factory=list)
+    """Authority public keys (``ed25519:…``, printed by ``tooti authority create``) for ``membership`` mode."""
+    revocation_file: str | None = None
+    """Revoked certificate serials or peer ids, one per line; re-read when it changes."""
+    certificate_file: str | None = None
+    """This peer's own membership certificate (``tooti authority issue``), shown to peers that require one."""
+
+    def check(self, key: str) -> None:
+        """Validate; ``key`` is the section's path for error messages (``gateway.admission``)."""
+        if self.mode == "allowlist" and not self.allow:
+            raise ValueError(f"{key}.allow is empty while {key}.mode is allowlist: no peer would be admitted")
+        if self.mode == "membership" and not self.authorities:
+            raise ValueError(f"{key}.authorities is empty while {key}.mode is membership")
+        for text in self.authorities:
+            if not text.startswith("ed25519:") or len(text) != len("ed25519:") + 43:
+                raise ValueError(f"{key}.authorities: {text[:20]!r}… is not an ed25519:<base64url> public key")
+
+
+class VerificationSection(_Section):
+    """The gateway's canary checks of what nodes serve, and the reputation they feed (docs/security.md)."""
+
+    enabled: bool = True
+    interval_sec: Seconds = 60.0
+    """Mean time between two checks of one trusted node (each gap is randomised around it)."""
+    probation_interval_sec: Seconds = 1.0
+    """Mean time between checks of a node on probation (new, or back from quarantine)."""
+    probation_checks: Annotated[int, Meta(ge=1, le=20)] = 2
+    """Passed checks a node needs before it leaves probation."""
+    probation_share: Annotated[float, Meta(ge=0, le=1)] = 0.05
+    """Share of user requests a node on probation may get while trusted nodes serve the model."""
+    quarantine_sec: Seconds = 300.0
+    """How long a node that failed a check gets no traffic before it is checked again."""
+    max_per_minute: Annotated[int, Meta(ge=1)] = 120
+    """Ceiling on canary requests per minute across all nodes (the prober's budget)."""
+    max_tokens: Annotated[int, Meta(ge=1, le=256)] = 16
+    """Completion length of a canary (short: it only has to tell answers apart)."""
+    timeout_sec: Seconds = 30.0
+    """A canary not answered within this counts as a failed attempt (not as a wrong answer)."""
+    min_reputation: Annotated[float, Meta(ge=0, le=1)] = 0.2
+    """Nodes whose reputation is below this get no traffic while a better node serves the model."""
+    reputation_half_life_sec: Seconds = 600.0
+    """How fast old evidence (good or bad) fades from a node's reputation."""
+
+
 class NodeSection(_Section):
     """The node's identity and who may use it."""
 
@@ -55,6 +112,13 @@ class NodeSection(_Section):
     max_concurrent_requests: Annotated[int, Meta(ge=1)] = 16
     write_window_ms: Annotated[float, Meta(ge=0, le=50)] = 3.0
     """After the first chunk of an answer, chunks arriving within this window join one frame write."""
+    admission: AdmissionSection = msgspec.field(default_factory=AdmissionSection)
+    """Which gateways this node serves; ``allowlist`` mode uses ``allow`` (and ``allowed_gateway_peers``)."""
+
+    def __post_init__(self) -> None:
+        if self.allowed_gateway_peers and self.admission.mode == "allowlist":
+            return  # the older key already lists the gateways
+        self.admission.check("node.admission")
 
 
 class ListenSection(_Section):
@@ -189,9 +253,13 @@ class GatewaySection(_Section):
     log_content: bool = False
     """Log prompts and completions. Off by default; never enable on a shared gateway."""
     store: StoreSection = msgspec.field(default_factory=StoreSection)
+    admission: AdmissionSection = msgspec.field(default_factory=AdmissionSection)
+    """Which nodes this gateway uses."""
+    verification: VerificationSection = msgspec.field(default_factory=VerificationSection)
 
     def __post_init__(self) -> None:
         _check_host_port(self.listen, "gateway.listen")
+        self.admission.check("gateway.admission")
         for h in self.api_key_hashes:
             if not h.startswith("sha256:") or len(h) != len("sha256:") + 64:
                 raise ValueError(f"api key hash {h[:16]!r}… is not sha256:<64 hex digits>")

@@ -24,6 +24,7 @@ from tooti.gateway.routes.ops import health, metrics, ready
 from tooti.gateway.routes.usage_report import usage_report
 from tooti.gateway.service import Gateway
 from tooti.plugins.host import PluginHost
+from tooti.trust.gateway_trust import GatewayTrust
 
 if TYPE_CHECKING:
     from libp2p.crypto.keys import KeyPair
@@ -92,7 +93,10 @@ def create_app(
     heartbeat_counts = getattr(network, "heartbeat_counts", None)  # optional: only a p2p network has them
     if callable(heartbeat_counts):
         gw_metrics.watch_heartbeats(heartbeat_counts)
-    gateway = Gateway(config, network, plugin_host or PluginHost(), gw_metrics)
+    trust = GatewayTrust(config, network)
+    # The gateway sees the network through admission: a non-admitted node does not exist for it.
+    gateway = Gateway(config, trust.network, plugin_host or PluginHost(), gw_metrics)
+    gw_metrics.registry.register(trust.collector())
     metering = None
     if store is not None:
         metering = Metering(
@@ -100,7 +104,7 @@ def create_app(
             config.gateway.store,
             total_request_sec=config.timeouts.total_request_sec,
             registry=gw_metrics.registry,
-            nodes=network.nodes,
+            nodes=trust.network.nodes,
             signing_key=signing_key,
         )
         gateway.hooks.on_complete.append(metering.completed)
@@ -108,6 +112,11 @@ def create_app(
             gateway.hooks.want_receipts = True
             gateway.hooks.frame_checks.append(metering.frame_check)
         lifespan = [*lifespan, _metering_lifespan(metering)]
+
+    def verification(_: Litestar) -> AbstractAsyncContextManager[None]:
+        # After the caller's lifespans (the p2p network must be up before canaries go out).
+        return trust.lifespan(gateway.observations)
+
     return Litestar(
         route_handlers=[
             chat_completions,
@@ -123,14 +132,19 @@ def create_app(
             usage_report,
         ],
         state=State(
-            {"gateway": gateway, "access": AccessControl(config.gateway, gw_metrics, metering), "metering": metering}
+            {
+                "gateway": gateway,
+                "trust": trust,
+                "access": AccessControl(config.gateway, gw_metrics, metering),
+                "metering": metering,
+            }
         ),
         exception_handlers=exception_handlers(),
         middleware=[context_middleware_factory(gw_metrics)],
         cors_config=_cors(config.gateway),
         request_max_body_size=config.gateway.max_body_bytes,
         openapi_config=OpenAPIConfig(title="tooti gateway", version=__version__, path="/schema"),
-        lifespan=list(lifespan),
+        lifespan=[*lifespan, verification],
         logging_config=None,
         debug=False,
     )

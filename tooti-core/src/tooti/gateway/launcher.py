@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import yaml
 
-from tooti.config.model import Config, GatewaySection, HeartbeatSection, ListenSection, StoreSection
+from tooti.config.model import AdmissionSection, Config, GatewaySection, HeartbeatSection, ListenSection, StoreSection
 from tooti.gateway.app import create_app
 from tooti.gateway.p2p import p2p_network
 from tooti.gateway.server import ServerThread
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["MODEL_ALIAS", "LocalUp", "NodeProcess", "UpError", "managed_smollm2", "node_config", "snippets"]
 
 MODEL_ALIAS = "smollm2-135m"
+UP_NODE_NAME = "tooti-up-node"
 _HEARTBEAT_SEC = 1.0
 
 
@@ -46,10 +47,11 @@ def node_config(
     bootstrap: str,
     workdir: Path,
     *,
-    name: str = "tooti-up-node",
+    name: str = UP_NODE_NAME,
     llamacpp: dict[str, Any] | None = None,
     base_url: str | None = None,
     heartbeat_sec: float = _HEARTBEAT_SEC,
+    gateway_peer: str | None = None,
 ) -> dict[str, Any]:
     """A node config (as a mapping, written as YAML) for a llama.cpp node on loopback.
 
@@ -60,12 +62,16 @@ def node_config(
         llamacpp: the ``backends.llamacpp`` section (managed mode when it has ``model_path``).
         base_url: an existing llama.cpp server to front instead of a managed one.
         heartbeat_sec: heartbeat interval.
+        gateway_peer: when given, the node serves only this gateway (``node.allowed_gateway_peers``).
     """
     backend: dict[str, Any] = {"type": "llamacpp"}
     if base_url is not None:
         backend["base_url"] = base_url
+    node: dict[str, Any] = {"name": name, "identity_key_file": str(workdir / f"{name}.key")}
+    if gateway_peer is not None:
+        node["allowed_gateway_peers"] = [gateway_peer]
     return {
-        "node": {"name": name, "identity_key_file": str(workdir / f"{name}.key")},
+        "node": node,
         "listen": {"host": "127.0.0.1", "tcp_port": 0},
         "network": {"bootstrap_peers": [bootstrap]},
         "backend": backend,
@@ -149,6 +155,9 @@ class LocalUp:
         workdir: where configs, keys and logs go (default: a new temporary directory).
         store_url: the gateway's accounting store; ``None`` = no accounting, ``""`` = the default
             SQLite file in the data dir (what ``tooti up`` uses, so keys and usage survive restarts).
+        node_names: the nodes this local network runs (their keys are ``<name>.key`` in
+            ``workdir``, created here): the gateway admits exactly these (``allowlist``) and each
+            node serves only this gateway, the safe setup of docs/security.md.
     """
 
     def __init__(
@@ -160,8 +169,10 @@ class LocalUp:
         threads: int = 1,
         workdir: Path | None = None,
         store_url: str | None = None,
+        node_names: tuple[str, ...] = (UP_NODE_NAME,),
     ) -> None:
         self.model_path = model_path
+        self.node_names = node_names
         self.store_url = store_url
         self.store: AccountingStore | None = None
         self.host, self.port, self.threads = host, port, threads
@@ -178,13 +189,25 @@ class LocalUp:
             raise UpError("the gateway is not started")
         return self.server.base_url
 
+    def peer_id(self, name: str) -> str:
+        """The peer id of ``<name>.key`` in the work directory (created if missing)."""
+        from tooti.p2p.identity import load_or_create_identity, peer_id_of
+
+        return peer_id_of(load_or_create_identity(self.workdir / f"{name}.key"))
+
     def gateway_config(self) -> Config:
-        """The gateway's config: loopback p2p on a free port, its own identity, fast heartbeats."""
+        """The gateway's config: loopback p2p on a free port, its own identity, fast heartbeats.
+
+        Admission is an allowlist of this network's own nodes: nobody else on the machine or the
+        LAN can slip a node in.
+        """
+        allow = [self.peer_id(name) for name in self.node_names]
         return Config(
             listen=ListenSection(host="127.0.0.1", tcp_port=0),
             gateway=GatewaySection(
                 listen=f"{self.host}:{self.port}",
                 store=StoreSection(enabled=self.store_url is not None, url=self.store_url or None),
+                admission=AdmissionSection(mode="allowlist", allow=allow),
             ),
             heartbeat=HeartbeatSection(interval_sec=_HEARTBEAT_SEC),
         )
@@ -217,7 +240,8 @@ class LocalUp:
     def start_node(self, bootstrap: str) -> NodeProcess:
         """Write the node config and start the node process."""
         section = managed_smollm2(self.model_path, self.workdir, self.threads)
-        self.node = NodeProcess.spawn(node_config(bootstrap, self.workdir, llamacpp=section), self.workdir, "node")
+        config = node_config(bootstrap, self.workdir, llamacpp=section, gateway_peer=self.peer_id("gateway"))
+        self.node = NodeProcess.spawn(config, self.workdir, "node")
         return self.node
 
     def wait_ready(self, timeout_sec: float, tick: Callable[[str], None] | None = None) -> None:

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
     from tooti.gateway.observations import Observations
     from tooti.network import NodeView
+    from tooti.trust.gateway_trust import GatewayTrust
 
 __all__ = ["model_list", "node_table"]
 
@@ -54,8 +55,12 @@ def _gateway_view(obs: Observations, peer_id: str) -> dict[str, Any]:
     }
 
 
-def node_table(nodes: Sequence[NodeView], obs: Observations) -> list[dict[str, Any]]:
-    """The registry as the gateway sees it: the node's own heartbeat plus this gateway's measurements."""
+def node_table(nodes: Sequence[NodeView], obs: Observations, trust: GatewayTrust | None = None) -> list[dict[str, Any]]:
+    """The registry as the gateway sees it: the node's own heartbeat plus this gateway's measurements.
+
+    With ``trust``, ``gateway`` also holds the node's standing (probation, trusted, quarantined and
+    why) and reputation.
+    """
     now = time.time()
     return [
         {
@@ -72,7 +77,7 @@ def node_table(nodes: Sequence[NodeView], obs: Observations) -> list[dict[str, A
             "hardware": n.hardware,
             "age_s": round(n.age_s, 3),
             "last_seen": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - n.age_s)),
-            "gateway": _gateway_view(obs, n.peer_id),
+            "gateway": _gateway_view(obs, n.peer_id) | (trust.describe(n.peer_id) if trust else {}),
         }
         for n in sorted(nodes, key=lambda n: n.peer_id)
     ]

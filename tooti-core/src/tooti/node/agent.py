@@ -17,11 +17,13 @@ import trio
 from tooti.config import default_identity_file
 from tooti.errors import BackendError, TootiError
 from tooti.node.announce import advertised_models, build_heartbeat
+from tooti.node.gateway_admission import allowed_gateways, own_certificate
 from tooti.node.handler import handle_request
 from tooti.node.hardware import detect_hardware
 from tooti.node.health import BackendWatch, WatchedBackend
 from tooti.node.perf import PerfTracker
 from tooti.node.receipt_signer import with_receipt
+from tooti.node.served_models import refuse_unserved
 from tooti.p2p.heartbeat import HeartbeatError, encode_heartbeat
 from tooti.p2p.identity import load_or_create_identity, peer_id_of
 from tooti.p2p.infer_server import InferService
@@ -107,6 +109,7 @@ async def _heartbeat_loop(
     config: Config,
     watch: BackendWatch,
     beat: _Beat,
+    certificate: str | None,
 ) -> None:
     hardware, started = detect_hardware(), time.monotonic()
     while True:
@@ -121,6 +124,7 @@ async def _heartbeat_loop(
             hardware=hardware,
             addrs=runtime.listen_addrs(),
             started=started,
+            certificate=certificate,
         )
         try:
             await runtime.publish(encode_heartbeat(heartbeat))
@@ -149,6 +153,7 @@ async def run_node(
     Raises:
         UnhealthyBackend: the health check failed.
     """
+    certificate = own_certificate(config.node.admission)  # a bad file stops the start, naming the key
     models = await _check_backend(backend, config)
     key_file = Path(config.node.identity_key_file or default_identity_file()).expanduser()
     key_pair = load_or_create_identity(key_file)
@@ -163,8 +168,8 @@ async def run_node(
         return with_receipt(frames, request, key_pair, peer_id) if request.want_receipt else frames
 
     service = InferService(
-        handler,
-        allowed_peers=config.node.allowed_gateway_peers,
+        refuse_unserved(handler, lambda: watch.announced),
+        allowed_peers=allowed_gateways(config.node),
         max_concurrent=config.node.max_concurrent_requests,
         write_window=config.node.write_window_ms / 1000.0,
     )
@@ -178,7 +183,7 @@ async def run_node(
         async with trio.open_nursery() as nursery:
             await nursery.start(runtime.run)
             beat = _Beat()
-            nursery.start_soon(_heartbeat_loop, runtime, backend, service, perf, config, watch, beat)
+            nursery.start_soon(_heartbeat_loop, runtime, backend, service, perf, config, watch, beat, certificate)
             nursery.start_soon(watch.run, beat.soon)
             nursery.start_soon(_provide_loop, runtime, models)
             port = metrics.server_port if metrics is not None else None

@@ -72,6 +72,7 @@ def build_heartbeat(
     hardware: Hardware,
     addrs: list[str],
     started: float,
+    certificate: str | None = None,
 ) -> Heartbeat:
     """Assemble one heartbeat; ``load`` is the backend's own view, ``node_in_flight`` the node's."""
     return Heartbeat(
@@ -89,4 +90,5 @@ def build_heartbeat(
         timestamp_ms=int(time.time() * 1000),
         uptime_s=round(time.monotonic() - started, 1),
         addrs=tuple(addrs),
+        certificate=certificate,
     )

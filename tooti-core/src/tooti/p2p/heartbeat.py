@@ -49,6 +49,7 @@ _NodeName = Annotated[str, msgspec.Meta(pattern=r"\A([A-Za-z0-9][A-Za-z0-9 ._-]{
 _Label = Annotated[str, msgspec.Meta(pattern=r"\A([A-Za-z0-9][A-Za-z0-9._+-]{0,63})?\Z")]
 _Region = Annotated[str, msgspec.Meta(pattern=r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")]
 _Addr = Annotated[str, msgspec.Meta(pattern=r"\A/[A-Za-z0-9/._:-]{1,255}\Z")]
+_Certificate = Annotated[str, msgspec.Meta(pattern=r"\A[A-Za-z0-9._-]{1,4096}\Z")]
 _Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
 _Millis = Annotated[float, msgspec.Meta(ge=0.0, le=3_600_000.0)]
 _Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1_000_000.0)]
@@ -86,6 +87,8 @@ class Heartbeat(msgspec.Struct, kw_only=True, frozen=True):
     timestamp_ms: Annotated[int, msgspec.Meta(ge=0, le=1 << 53)] = 0
     uptime_s: Annotated[float, msgspec.Meta(ge=0.0, le=1e10)] = 0.0
     addrs: Annotated[tuple[_Addr, ...], msgspec.Meta(max_length=MAX_ADDRS)] = ()
+    certificate: _Certificate | None = None
+    """The node's membership certificate (docs/security.md); checked by gateways in ``membership`` mode."""
 
 
 class HeartbeatError(ValueError):

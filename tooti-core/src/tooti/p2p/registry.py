@@ -48,6 +48,7 @@ def node_view(heartbeat: Heartbeat) -> NodeView:
         version=heartbeat.version,
         hardware=heartbeat.hardware.summary(),
         addrs=heartbeat.addrs,
+        certificate=heartbeat.certificate,
     )
 
 

@@ -10,7 +10,7 @@ from litestar.params import FromPath
 from tooti.gateway.access import access_guard
 from tooti.gateway.api_errors import ApiError
 from tooti.gateway.network_catalog import model_list, node_table
-from tooti.gateway.state import gateway_of
+from tooti.gateway.state import gateway_of, trust_of
 
 __all__ = ["get_model", "list_models", "list_nodes"]
 
@@ -52,4 +52,4 @@ async def get_model(request: Request[Any, Any, Any], model_id: FromPath[str]) ->
 async def list_nodes(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """The registry view with this gateway's own measurements of each node."""
     gw = gateway_of(request)
-    return {"object": "list", "data": node_table(gw.network.nodes(), gw.observations)}
+    return {"object": "list", "data": node_table(gw.network.nodes(), gw.observations, trust_of(request))}

@@ -1,0 +1,211 @@
+"""Every frame a node sends, checked against OpenAI's shapes before any of it reaches a client.
+
+A node is a peer, not a component: its frames may carry msgpack ``Ext`` values (which JSON cannot
+encode), ``"choices": 5``, usage of 2^63 tokens, or an error text written for the user ("your
+account is suspended, log in at …"). :class:`FrameCheck` runs once per frame of one attempt and
+
+* raises :class:`~tooti.errors.MalformedResponse` for anything that is not plain, bounded JSON in the
+  shape of the request's kind, so the attempt counts as a node failure and, when nothing was sent to
+  the client yet, fails over to the next node;
+* replaces a node's error text by the gateway's own words for that error code; the node's text goes
+  to the log only, capped and quoted.
+
+The walk is linear in the frame's size (frames are already capped at 4 MiB by the wire layer) and
+costs a few microseconds for a typical chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+from tooti.errors import MalformedResponse
+from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, ResultFrame, UsageFrame
+
+if TYPE_CHECKING:
+    from tooti.wire.infer import ErrorCode, RequestKind, ResponseFrame
+
+__all__ = ["MAX_USAGE_TOKENS", "FrameCheck", "gateway_error_text"]
+
+log = logging.getLogger(__name__)
+
+MAX_USAGE_TOKENS = 100_000_000
+"""More tokens than any context window holds: a usage above this is a lie, not a big request."""
+_MAX_INT = 2**53
+"""Largest integer every JSON client reads exactly."""
+_MAX_DEPTH = 32
+_MAX_CHOICES = 128
+_MAX_ID_CHARS = 256
+_MAX_DETAIL_LOGGED = 200
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+_GATEWAY_TEXT: dict[str, str] = {
+    "unavailable": "the node chosen for this request could not serve it",
+    "timeout": "the node chosen for this request timed out",
+    "model_not_found": "the node chosen for this request does not serve this model",
+    "bad_request": "the model server rejected the request as invalid",
+    "overloaded": "the nodes serving this model are busy; retry shortly",
+    "upstream": "the model server failed while answering",
+    "malformed": "the node sent a malformed answer",
+    "unauthorized": "the node chosen for this request does not accept this gateway",
+}
+
+
+def gateway_error_text(code: ErrorCode | str) -> str:
+    """The gateway's own words for a node error code (what a client sees instead of the node's text)."""
+    return _GATEWAY_TEXT.get(code, _GATEWAY_TEXT["upstream"])
+
+
+def _bad(why: str) -> MalformedResponse:
+    return MalformedResponse(f"the node sent a malformed answer ({why})")
+
+
+def _plain_json(value: Any, depth: int = 0) -> None:
+    """Raise unless ``value`` is JSON: str, bool, None, bounded int, finite float, list, str-keyed dict."""
+    if depth > _MAX_DEPTH:
+        raise _bad("nested too deeply")
+    if value is None or isinstance(value, str | bool):
+        return
+    if isinstance(value, int):
+        if not -_MAX_INT <= value <= _MAX_INT:
+            raise _bad("an integer out of range")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _bad("a non-finite number")
+        return
+    if isinstance(value, list):
+        for item in value:
+            _plain_json(item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _bad("a non-string key")
+            _plain_json(item, depth + 1)
+        return
+    raise _bad(f"a value of type {type(value).__name__}")
+
+
+def _short_str(data: dict[str, Any], key: str) -> None:
+    value = data.get(key)
+    if value is not None and (not isinstance(value, str) or len(value) > _MAX_ID_CHARS):
+        raise _bad(f"'{key}' is not a short string")
+
+
+def _usage(usage: Any) -> None:
+    if usage is None:
+        return
+    if not isinstance(usage, dict):
+        raise _bad("'usage' is not an object")
+    for key in _USAGE_KEYS:
+        n = usage.get(key)
+        if n is None and key != "prompt_tokens":
+            continue
+        if n is None or isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_USAGE_TOKENS:
+            raise _bad(f"usage.{key} is not a plausible token count")
+
+
+def _text_or_none(container: dict[str, Any], key: str, where: str) -> None:
+    value = container.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _bad(f"{where}.{key} is not a string")
+
+
+def _choice(choice: Any, kind: RequestKind, streamed: bool) -> None:
+    if not isinstance(choice, dict):
+        raise _bad("a choice is not an object")
+    index = choice.get("index", 0)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < _MAX_CHOICES:
+        raise _bad("a choice index is out of range")
+    reason = choice.get("finish_reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 64):
+        raise _bad("finish_reason is not a short string")
+    if kind == "completion":
+        _text_or_none(choice, "text", "choice")
+        return
+    part = "delta" if streamed else "message"
+    message = choice.get(part)
+    if message is None and streamed:
+        return
+    if not isinstance(message, dict):
+        raise _bad(f"choice.{part} is not an object")
+    _text_or_none(message, "content", part)
+    _text_or_none(message, "role", part)
+    _text_or_none(message, "refusal", part)
+    _text_or_none(message, "reasoning_content", part)
+    calls = message.get("tool_calls")
+    if calls is not None and not isinstance(calls, list):
+        raise _bad(f"{part}.tool_calls is not a list")
+
+
+def _completion_data(data: dict[str, Any], kind: RequestKind, streamed: bool) -> None:
+    _short_str(data, "id")
+    _short_str(data, "model")
+    _short_str(data, "object")
+    choices = data.get("choices")
+    if choices is None and streamed:
+        choices = []
+    if not isinstance(choices, list) or len(choices) > _MAX_CHOICES:
+        raise _bad("'choices' is not a list")
+    if not streamed and not choices:
+        raise _bad("no choices")
+    for choice in choices:
+        _choice(choice, kind, streamed)
+    _usage(data.get("usage"))
+
+
+def _embeddings_data(data: dict[str, Any]) -> None:
+    _short_str(data, "model")
+    items = data.get("data")
+    if not isinstance(items, list):
+        raise _bad("embeddings 'data' is not a list")
+    for item in items:
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        if not isinstance(vector, list | str):
+            raise _bad("an embedding is neither a list nor base64 text")
+        if isinstance(vector, list) and not all(isinstance(x, int | float) and not isinstance(x, bool) for x in vector):
+            raise _bad("an embedding holds a non-number")
+    _usage(data.get("usage"))
+
+
+class FrameCheck:
+    """Checks the frames of one attempt (one request to one node).
+
+    Args:
+        peer_id: the node, for the log line that keeps its error detail.
+        kind: the request's kind; it decides the expected shape.
+    """
+
+    __slots__ = ("kind", "peer_id")
+
+    def __init__(self, peer_id: str, kind: RequestKind) -> None:
+        self.peer_id = peer_id
+        self.kind = kind
+
+    def __call__(self, frame: ResponseFrame) -> ResponseFrame:
+        """Return ``frame`` (an :class:`ErrorFrame` with the gateway's text) or raise ``MalformedResponse``."""
+        if isinstance(frame, ChunkFrame | ResultFrame):
+            _plain_json(frame.data)
+            if self.kind == "embeddings":
+                _embeddings_data(frame.data)
+            else:
+                _completion_data(frame.data, self.kind, streamed=isinstance(frame, ChunkFrame))
+            return frame
+        if isinstance(frame, UsageFrame):
+            for n in (frame.prompt_tokens, frame.completion_tokens, frame.total_tokens):
+                if not 0 <= n <= MAX_USAGE_TOKENS:
+                    raise _bad("a usage frame with an implausible token count")
+            return frame
+        if isinstance(frame, ErrorFrame):
+            log.warning(
+                "node %s reported %s; its own text (not shown to clients): %r",
+                self.peer_id,
+                frame.code,
+                frame.message[:_MAX_DETAIL_LOGGED],
+            )
+            return ErrorFrame(code=frame.code, message=gateway_error_text(frame.code))
+        if isinstance(frame, Done):
+            return frame
+        raise _bad(f"an unknown frame {type(frame).__name__}")
