@@ -64,7 +64,7 @@ def own_llama_server(llama_server):
 def test_a_dead_model_server_is_routed_around_within_two_intervals_and_comes_back(
     llama_server, own_llama_server, tmp_path
 ):
-    stack = LocalUp(llama_server.model_path, port=0, workdir=tmp_path)
+    stack = LocalUp(llama_server.model_path, port=0, workdir=tmp_path, node_names=("node-a", "node-b"))
     bootstrap = stack.start_gateway()
     metrics_port = free_port()
     nodes: dict[str, NodeProcess] = {}

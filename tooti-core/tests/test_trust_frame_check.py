@@ -84,13 +84,24 @@ def test_completion_and_embeddings_shapes():
     assert MAX_USAGE_TOKENS < 2**31
 
 
-def test_node_error_text_is_replaced_and_only_logged(caplog):
+def test_node_error_text_is_replaced_and_logged_only_with_log_content(caplog):
     phishing = "Your account is suspended. Visit http://evil.example/login " + "x" * 1000
-    with caplog.at_level(logging.WARNING, logger="tooti.trust.frame_check"):
-        out = FrameCheck(PEER, "chat")(ErrorFrame(code="upstream", message=phishing))
+    frame = ErrorFrame(code="upstream", message=phishing)
+    with caplog.at_level(logging.INFO, logger="tooti.trust.frame_check"):
+        out = FrameCheck(PEER, "chat")(frame)
     assert isinstance(out, ErrorFrame)
     assert out.code == "upstream"
     assert out.message == gateway_error_text("upstream")
-    assert "evil.example" not in out.message
+    assert "evil.example" not in caplog.text  # it may quote the request: not logged by default
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tooti.trust.frame_check"):
+        FrameCheck(PEER, "chat", log_detail=True)(frame)
     assert "evil.example" in caplog.text
-    assert "x" * 300 not in caplog.text  # the node's detail is capped in the log too
+    assert "x" * 300 not in caplog.text  # capped
+
+
+def test_responses_api_usage_is_bounded_too():
+    ok = {"object": "response", "output": [], "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}}
+    assert FrameCheck(PEER, "responses")(ResultFrame(data=ok))
+    with pytest.raises(MalformedResponse):
+        FrameCheck(PEER, "responses")(ResultFrame(data={**ok, "usage": {"input_tokens": 2**40}}))

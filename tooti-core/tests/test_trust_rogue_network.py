@@ -181,6 +181,35 @@ def _wait_nodes(base_url, count, timeout=60.0):
     raise AssertionError(f"fewer than {count} nodes joined")
 
 
+def test_rogue_peer_gets_no_users_after_warm_up_in_open_mode(cluster, tmp_path):
+    server = _gateway(cluster, tmp_path)
+    try:
+        _wait_nodes(server.base_url, 1)
+        load = Load(server.base_url)
+        load.run(LOAD_SEC)
+        total = len(load.records)
+        by_rogue = [r for r in load.records if r[1] == cluster.rogue_id]
+        after_warm_up = [r for r in by_rogue if r[0] >= WARM_UP_SEC]
+        assert total > 100, (total, load.errors)
+        assert all(r[2] == ROGUE_TEXT for r in by_rogue)
+        assert all(r[2] != ROGUE_TEXT for r in load.records if r[1] != cluster.rogue_id)
+        assert not after_warm_up, f"{len(after_warm_up)} user requests went to the rogue after the warm-up"
+        assert len(by_rogue) < 0.02 * total, f"rogue answered {len(by_rogue)} of {total}"
+        assert not [s for s in load.errors if s >= 500 and s != 503], load.errors
+        nodes = {n["peer_id"]: n["gateway"] for n in _wait_nodes(server.base_url, 3)}
+        rogue = nodes[cluster.rogue_id]
+        assert rogue["standing"] == "quarantined"
+        assert "fixed reply" in rogue["standing_reason"] or "majority" in rogue["standing_reason"]
+        assert rogue["reputation"] < 0.3
+        assert all(nodes[p]["standing"] == "trusted" for p in cluster.honest_ids)
+        metrics = httpx.get(f"{server.base_url}/metrics", timeout=5).text
+        assert f'tooti_gateway_node_standing{{peer_id="{cluster.rogue_id}",standing="quarantined"}} 1.0' in metrics
+        share = f"{100 * len(by_rogue) / total:.2f} %"
+        print(f"\nrogue answered {len(by_rogue)} of {total} user requests ({share})")  # noqa: T201 - in docs/security.md
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("mode", ["allowlist", "membership"])
 def test_non_admitted_rogue_gets_nothing_from_the_start(cluster, tmp_path, mode):
     if mode == "allowlist":

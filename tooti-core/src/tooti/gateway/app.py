@@ -97,6 +97,10 @@ def create_app(
     # The gateway sees the network through admission: a non-admitted node does not exist for it.
     gateway = Gateway(config, trust.network, plugin_host or PluginHost(), gw_metrics)
     gw_metrics.registry.register(trust.collector())
+    gateway.hooks.frame_checks.append(trust.frame_check)
+    gateway.hooks.on_complete.append(trust.completed)
+    gateway.trust_filter = trust.routable
+    trust.observe(gateway.observations)
     metering = None
     if store is not None:
         metering = Metering(
@@ -115,7 +119,7 @@ def create_app(
 
     def verification(_: Litestar) -> AbstractAsyncContextManager[None]:
         # After the caller's lifespans (the p2p network must be up before canaries go out).
-        return trust.lifespan(gateway.observations)
+        return trust.lifespan(gateway.observations, want_receipt=gateway.hooks.want_receipts)
 
     return Litestar(
         route_handlers=[

@@ -22,7 +22,7 @@ import anyio
 
 from tooti.errors import BackendError, BackendTimeout, BackendUnavailable, MalformedResponse, UpstreamError
 from tooti.gateway.request_hooks import Completion, CompletionStatus
-from tooti.wire.error_codes import error_from_frame
+from tooti.trust.frame_check import node_error
 from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, UsageFrame, carries_token, is_responses_preamble
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ class NodeAttempt:
         for check in self._checks:
             check(frame)
         if isinstance(frame, ErrorFrame):
-            raise error_from_frame(frame)
+            raise node_error(frame)  # the gateway's words; the node's text is logged by the frame check
         if isinstance(frame, UsageFrame):
             self.usage = frame
         elif isinstance(frame, ChunkFrame) and carries_token(frame.data):

@@ -18,6 +18,8 @@ from tooti.routing.ordering import cooling_last
 from tooti.routing.table import HEAD_PER_KEY, RANDOM_PICKS, SMALL, RouteTable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tooti.config.model import Config
     from tooti.gateway.metrics import GatewayMetrics
     from tooti.network import Network
@@ -67,6 +69,8 @@ class Gateway:
         self.observations = Observations(config.routing.cooldown_sec)
         self.hooks = RequestHooks()
         """Frame checks and completion callbacks (see :mod:`tooti.gateway.request_hooks`)."""
+        self.trust_filter: Callable[[list[Candidate]], list[Candidate]] | None = None
+        """The last say over eligible candidates (probation share, reputation floor; :mod:`tooti.trust`)."""
         self.strategies = StrategyResolver(plugin_host, config.routing.strategy, config.routing.params)
         self.providers = ProviderLookup.for_network(network)
         self._mirror = RouteTable(float("inf"))
@@ -145,6 +149,10 @@ class Gateway:
             cands = _bounded(eligible(everyone, prefs), self._rng)
         if not cands:
             raise ApiError(503, f"no node for {model!r} matches the routing preferences", code="no_eligible_node")
+        if self.trust_filter is not None:
+            cands = self.trust_filter(cands)
+            if not cands:
+                raise ApiError(503, f"no trusted node serves model {model!r} right now", code="no_trusted_node")
         decision = strategy.rank(cands, prefs)
         if not decision.ordered:
             raise ApiError(503, f"no node for {model!r} matches the routing preferences", code="no_eligible_node")

@@ -17,7 +17,7 @@ import trio
 from tooti.config import default_identity_file
 from tooti.errors import BackendError, TootiError
 from tooti.node.announce import advertised_models, build_heartbeat
-from tooti.node.gateway_admission import allowed_gateways, own_certificate
+from tooti.node.gateway_admission import allowed_gateways, member_check, own_certificate
 from tooti.node.handler import handle_request
 from tooti.node.hardware import detect_hardware
 from tooti.node.health import BackendWatch, WatchedBackend
@@ -170,6 +170,7 @@ async def run_node(
     service = InferService(
         refuse_unserved(handler, lambda: watch.announced),
         allowed_peers=allowed_gateways(config.node),
+        admit=member_check(config.node),
         max_concurrent=config.node.max_concurrent_requests,
         write_window=config.node.write_window_ms / 1000.0,
     )

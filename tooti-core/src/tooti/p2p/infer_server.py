@@ -92,8 +92,11 @@ class InferService:
         allowed_peers: Iterable[str] = (),
         max_concurrent: int = 16,
         write_window: float = WRITE_WINDOW,
+        admit: Callable[[str, InferRequest], bool] | None = None,
     ) -> None:
         self.handler = handler
+        self.admit = admit
+        """Per request: may this peer, with what the request presents (a certificate), be served?"""
         self.write_window = write_window
         self.allowed = frozenset(allowed_peers)
         self.max_concurrent = max_concurrent
@@ -146,7 +149,7 @@ class InferService:
             nursery.start_soon(inbox.run)
             ending: _Ending
             try:
-                ending = await self._serve_requests(stream, reader, inbox)
+                ending = await self._serve_requests(stream, reader, inbox, remote)
             except _Malformed:
                 ending = "reset"
             nursery.cancel_scope.cancel()
@@ -155,7 +158,7 @@ class InferService:
         elif ending == "close":
             await close_stream(stream)
 
-    async def _serve_requests(self, stream: INetStream, reader: FrameReader, inbox: Inbox) -> _Ending:
+    async def _serve_requests(self, stream: INetStream, reader: FrameReader, inbox: Inbox, remote: str) -> _Ending:
         """Answer requests until the stream ends; return ``close``, ``reset`` or ``done`` (already closed)."""
         first = True
         while True:
@@ -163,6 +166,9 @@ class InferService:
             if request is None:
                 return "reset" if inbox.reset.is_set() else "close"
             first = False
+            if self.admit is not None and not self.admit(remote, request):
+                await self._reject(stream, ErrorFrame(code="unauthorized", message="this node serves members only"))
+                return "done"
             if self.in_flight >= self.max_concurrent:
                 await self._reject(stream, ErrorFrame(code="overloaded", message="node at max concurrent requests"))
                 return "done"

@@ -27,6 +27,8 @@ __all__ = ["AdmittedNetwork", "certificate_of"]
 
 log = logging.getLogger(__name__)
 
+_HIDDEN = frozenset({"route_table"})
+
 
 def certificate_of(node: NodeView) -> str | None:
     """The membership certificate a node announced, if the heartbeat carried one."""
@@ -51,7 +53,12 @@ class AdmittedNetwork:
         """Peers admitted at their last look (the request path checks this set, no scan)."""
 
     def __getattr__(self, name: str) -> object:
-        # Optional extras of the real network (listen_addrs, heartbeat_counts, ...) stay reachable.
+        # Optional extras of the real network (listen_addrs, heartbeat_counts, ...) stay reachable,
+        # except the p2p route table: it holds every node that sent a heartbeat, admitted or not.
+        # Without it the gateway routes over a mirror of nodes() (O(admitted nodes) per decision,
+        # small for the private pools admission is for).
+        if name in _HIDDEN:
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     @property

@@ -8,7 +8,8 @@ account is suspended, log in at …"). :class:`FrameCheck` runs once per frame o
   shape of the request's kind, so the attempt counts as a node failure and, when nothing was sent to
   the client yet, fails over to the next node;
 * replaces a node's error text by the gateway's own words for that error code; the node's text goes
-  to the log only, capped and quoted.
+  to the log only, capped and quoted, and only with ``gateway.log_content`` (it may quote the
+  request: a tool schema, a prompt).
 
 The walk is linear in the frame's size (frames are already capped at 4 MiB by the wire layer) and
 costs a few microseconds for a typical chunk.
@@ -20,13 +21,15 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-from tooti.errors import MalformedResponse
+from tooti.errors import BackendError, MalformedResponse
+from tooti.wire.error_codes import error_from_frame
 from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, ResultFrame, UsageFrame
+from tooti.wire.receipt import ReceiptFrame
 
 if TYPE_CHECKING:
     from tooti.wire.infer import ErrorCode, RequestKind, ResponseFrame
 
-__all__ = ["MAX_USAGE_TOKENS", "FrameCheck", "gateway_error_text"]
+__all__ = ["MAX_USAGE_TOKENS", "FrameCheck", "gateway_error_text", "node_error"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ _MAX_DEPTH = 32
 _MAX_CHOICES = 128
 _MAX_ID_CHARS = 256
 _MAX_DETAIL_LOGGED = 200
-_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "input_tokens", "output_tokens")
 
 _GATEWAY_TEXT: dict[str, str] = {
     "unavailable": "the node chosen for this request could not serve it",
@@ -55,6 +58,15 @@ _GATEWAY_TEXT: dict[str, str] = {
 def gateway_error_text(code: ErrorCode | str) -> str:
     """The gateway's own words for a node error code (what a client sees instead of the node's text)."""
     return _GATEWAY_TEXT.get(code, _GATEWAY_TEXT["upstream"])
+
+
+def node_error(frame: ErrorFrame) -> BackendError:
+    """The error a node reported, as its :class:`BackendError` class but in the gateway's words.
+
+    The class (hence failover and the HTTP status) follows the node's code; the text never does: a
+    node's message may be aimed at users ("your account is suspended, log in at …").
+    """
+    return error_from_frame(ErrorFrame(code=frame.code, message=gateway_error_text(frame.code)))
 
 
 def _bad(why: str) -> MalformedResponse:
@@ -95,15 +107,16 @@ def _short_str(data: dict[str, Any], key: str) -> None:
 
 
 def _usage(usage: Any) -> None:
+    """Token counts present (chat's ``prompt_tokens``…, the Responses API's ``input_tokens``…) are bounded."""
     if usage is None:
         return
     if not isinstance(usage, dict):
         raise _bad("'usage' is not an object")
     for key in _USAGE_KEYS:
         n = usage.get(key)
-        if n is None and key != "prompt_tokens":
+        if n is None:
             continue
-        if n is None or isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_USAGE_TOKENS:
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_USAGE_TOKENS:
             raise _bad(f"usage.{key} is not a plausible token count")
 
 
@@ -176,13 +189,16 @@ class FrameCheck:
     Args:
         peer_id: the node, for the log line that keeps its error detail.
         kind: the request's kind; it decides the expected shape.
+        log_detail: log a node's error text (capped); only with ``gateway.log_content``, because
+            the text may quote the request.
     """
 
-    __slots__ = ("kind", "peer_id")
+    __slots__ = ("kind", "log_detail", "peer_id")
 
-    def __init__(self, peer_id: str, kind: RequestKind) -> None:
+    def __init__(self, peer_id: str, kind: RequestKind, *, log_detail: bool = False) -> None:
         self.peer_id = peer_id
         self.kind = kind
+        self.log_detail = log_detail
 
     def __call__(self, frame: ResponseFrame) -> ResponseFrame:
         """Return ``frame`` (an :class:`ErrorFrame` with the gateway's text) or raise ``MalformedResponse``."""
@@ -190,8 +206,10 @@ class FrameCheck:
             _plain_json(frame.data)
             if self.kind == "embeddings":
                 _embeddings_data(frame.data)
-            else:
+            elif self.kind in ("chat", "completion"):
                 _completion_data(frame.data, self.kind, streamed=isinstance(frame, ChunkFrame))
+            else:  # a kind this gateway does not know the shape of: plain, bounded JSON and usage only
+                _usage(frame.data.get("usage"))
             return frame
         if isinstance(frame, UsageFrame):
             for n in (frame.prompt_tokens, frame.completion_tokens, frame.total_tokens):
@@ -199,13 +217,21 @@ class FrameCheck:
                     raise _bad("a usage frame with an implausible token count")
             return frame
         if isinstance(frame, ErrorFrame):
-            log.warning(
-                "node %s reported %s; its own text (not shown to clients): %r",
-                self.peer_id,
-                frame.code,
-                frame.message[:_MAX_DETAIL_LOGGED],
-            )
+            if self.log_detail:
+                log.warning(
+                    "node %s reported %s; its own text (not shown to clients): %r",
+                    self.peer_id,
+                    frame.code,
+                    frame.message[:_MAX_DETAIL_LOGGED],
+                )
+            else:  # the text may quote the request (a tool schema, a prompt): only with log_content
+                log.info("node %s reported %s (%d characters of detail)", self.peer_id, frame.code, len(frame.message))
             return ErrorFrame(code=frame.code, message=gateway_error_text(frame.code))
         if isinstance(frame, Done):
+            return frame
+        if isinstance(frame, ReceiptFrame):  # the signature is the metering's to check; the counts are ours
+            r = frame.receipt
+            if not (0 <= r.prompt_tokens <= MAX_USAGE_TOKENS and 0 <= r.completion_tokens <= MAX_USAGE_TOKENS):
+                raise _bad("a receipt with an implausible token count")
             return frame
         raise _bad(f"an unknown frame {type(frame).__name__}")

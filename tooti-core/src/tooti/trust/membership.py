@@ -39,6 +39,7 @@ __all__ = [
     "decode_certificate",
     "issue_certificate",
     "parse_public_key",
+    "read_certificate_file",
     "verify_certificate",
 ]
 
@@ -207,3 +208,22 @@ def verify_certificate(
     if cert.expires_at <= (time.time() if now is None else now):
         raise CertificateError("certificate expired")
     return cert
+
+
+def read_certificate_file(path_text: str, key: str) -> str:
+    """A certificate file's text (checked for form, not signature: the peers who receive it verify).
+
+    Raises:
+        ConfigError: unreadable or not a certificate; the message names the config ``key``.
+    """
+    from pathlib import Path
+
+    from tooti.errors import ConfigError
+
+    path = Path(path_text).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+        decode_certificate(text)
+    except (OSError, CertificateError) as exc:
+        raise ConfigError(f"{key} {path}: {exc}") from None
+    return text

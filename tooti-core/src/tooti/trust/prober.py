@@ -118,6 +118,7 @@ class Prober:
         reputation: where outcomes add evidence.
         observations: the gateway's per-node counters (a canary counts as load like any request).
         total_request_sec: the deadline user requests carry (a canary carries the same).
+        want_receipt: whether user requests ask for signed receipts (a canary asks the same).
         on_outcome: called with ``(peer_id, "pass" | "fail" | "inconclusive")`` (metrics).
         rng: randomness (tests seed it).
         clock: monotonic clock.
@@ -132,6 +133,7 @@ class Prober:
         observations: Observations | None = None,
         *,
         total_request_sec: float = 300.0,
+        want_receipt: bool = False,
         on_outcome: Callable[[str, str], None] | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -142,6 +144,7 @@ class Prober:
         self.reputation = reputation
         self.observations = observations
         self.total_request_sec = total_request_sec
+        self.want_receipt = want_receipt
         self.on_outcome = on_outcome
         self._rng = rng or random.Random()
         self._clock = clock
@@ -231,7 +234,9 @@ class Prober:
             body["stream"] = True
         parsed = parse_body(msgspec.json.encode(body), "chat")
         deadline_ms = int((time.time() + self.total_request_sec) * 1000)
-        return upstream_request(parsed, request_id=f"req-{uuid.uuid4().hex}", deadline_ms=deadline_ms)
+        return upstream_request(
+            parsed, request_id=f"req-{uuid.uuid4().hex}", deadline_ms=deadline_ms, want_receipt=self.want_receipt
+        )
 
     async def _ask(self, peer: str, model: str, prompt: str, seed: int) -> CanaryAnswer:
         request = self._request(model, prompt, seed)

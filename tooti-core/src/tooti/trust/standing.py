@@ -149,6 +149,11 @@ class Standings:
         return self._nodes
 
     def forget_except(self, live: set[str]) -> None:
-        """Drop nodes that left; a node that returns later starts on probation again."""
-        for peer in [p for p in self._nodes if p not in live]:
-            del self._nodes[peer]
+        """Drop nodes that left; a node that returns later starts on probation again.
+
+        Quarantined nodes are kept until their quarantine ends: leaving and coming back must not clear it.
+        """
+        now = self._clock()
+        for peer in [p for p, s in self._nodes.items() if p not in live]:
+            if self._nodes[peer].state != "quarantined" or self._nodes[peer].quarantined_until <= now:
+                del self._nodes[peer]

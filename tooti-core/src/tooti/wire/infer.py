@@ -55,6 +55,8 @@ class InferRequest(msgspec.Struct, kw_only=True, tag="request", tag_field="t"):
     want_receipt: bool = False
     """Ask for a signed :class:`~tooti.wire.receipt.ReceiptFrame` before ``Done`` (nodes that predate
     receipts ignore the field and send none)."""
+    certificate: str | None = None
+    """The gateway's membership certificate, for nodes that serve members only (``node.admission``)."""
 
 
 class ChunkFrame(msgspec.Struct, kw_only=True, tag="chunk", tag_field="t"):
