@@ -37,7 +37,7 @@ def _pg_url() -> tuple[str | None, Any]:
 
 
 def _serve(store: Any, tmp: Path) -> tuple[Any, str]:
-    from tooti.config.model import Config, GatewaySection, StoreSection
+    from tooti.config.model import Config, GatewaySection, StoreSection, VerificationSection
     from tooti.gateway import create_app
     from tooti.gateway.server import ServerThread
     from tooti.network import AdvertisedModel
@@ -46,7 +46,14 @@ def _serve(store: Any, tmp: Path) -> tuple[Any, str]:
 
     net = LocalNetwork()
     net.add_node("peerA", FakeBackend(chunks=4), [AdvertisedModel(name="fake-model", backend="fake")])
-    config = Config(gateway=GatewaySection(auth_mode="optional", store=StoreSection(enabled=store is not None)))
+    # FakeBackend answers every prompt alike, which canaries rightly quarantine as a fixed reply.
+    config = Config(
+        gateway=GatewaySection(
+            auth_mode="optional",
+            store=StoreSection(enabled=store is not None),
+            verification=VerificationSection(enabled=False),
+        )
+    )
     server = ServerThread(create_app(config, net, make_plugin_host(), store=store))
     return server, server.start()
 

@@ -156,7 +156,9 @@ class Cluster:
                 "listen": {"host": "127.0.0.1", "tcp_port": p2p_port},
                 "network": {"bootstrap_peers": bootstrap or []},
                 "heartbeat": {"interval_sec": self.heartbeat_s},
-                "gateway": {"listen": f"127.0.0.1:{http_port}", **gateway},
+                # fast_upstream answers every prompt alike, which canaries rightly quarantine as a fixed
+                # reply; benchmarks measure tooti's own cost, so verification is off unless asked for.
+                "gateway": {"listen": f"127.0.0.1:{http_port}", "verification": {"enabled": False}, **gateway},
                 "routing": {"cooldown_sec": 30.0},
             },
         )

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tooti.cli.root import app
-from tooti.config.model import Config
+from tooti.config.model import Config, GatewaySection, VerificationSection
 from tooti.gateway import create_app
 from tooti.gateway.api_keys import hash_key
 from tooti.gateway.server import ServerThread
@@ -17,6 +17,10 @@ from tooti.node.local import LocalNetwork
 from tooti.testing import FakeBackend, make_plugin_host
 
 runner = CliRunner()
+
+# FakeBackend answers every prompt alike, which the gateway's canaries rightly quarantine as a fixed
+# reply after a few seconds; this module-long gateway tests other things.
+_NO_CANARIES = Config(gateway=GatewaySection(verification=VerificationSection(enabled=False)))
 
 
 def test_hash_key_from_stdin():
@@ -49,7 +53,7 @@ def test_gateway_start_with_a_bad_config_fails_cleanly(tmp_path):
 def gateway_url():
     network = LocalNetwork()
     network.add_node("peerA", FakeBackend(), [AdvertisedModel(name="fake-model", aliases=("fk",), context_length=512)])
-    server = ServerThread(create_app(Config(), network, make_plugin_host()))
+    server = ServerThread(create_app(_NO_CANARIES, network, make_plugin_host()))
     url = server.start()
     yield url
     server.stop()
