@@ -112,7 +112,7 @@ def chat_request(body: JSONObject, config: OllamaConfig, *, stream: bool) -> JSO
     return out
 
 
-def generate_request(body: JSONObject, config: OllamaConfig) -> JSONObject:
+def generate_request(body: JSONObject, config: OllamaConfig, *, stream: bool = False) -> JSONObject:
     """An ``/api/generate`` request for an OpenAI legacy completion body (one prompt)."""
     prompt = body.get("prompt", "")
     if isinstance(prompt, list):
@@ -121,7 +121,7 @@ def generate_request(body: JSONObject, config: OllamaConfig) -> JSONObject:
         prompt = prompt[0]
     if not isinstance(prompt, str):
         raise BackendBadRequest("'prompt' must be a string")
-    out = _common(body, config, stream=False)
+    out = _common(body, config, stream=stream)
     out["prompt"] = prompt
     for key in ("suffix", "system", "raw", "template"):
         if body.get(key) is not None:

@@ -155,6 +155,40 @@ class ChunkTranslator:
         return {**self._base(payload), "choices": [choice]}
 
 
+class TextChunkTranslator:
+    """Turns the NDJSON lines of a streamed ``/api/generate`` into ``text_completion`` chunks, one per line.
+
+    The ``done`` line yields a finish chunk and, if the client wants usage, a last chunk with empty
+    ``choices`` and ``usage``, as OpenAI streams legacy completions.
+    """
+
+    def __init__(self, model: str | None, *, include_usage: bool) -> None:
+        self.id = f"cmpl-{uuid.uuid4().hex}"
+        self.model = model
+        self.include_usage = include_usage
+        self.done = False
+
+    def translate(self, payload: JSONObject) -> list[JSONObject]:
+        """Chunks for one NDJSON object (already checked for an ``error`` key)."""
+        if self.done:
+            raise MalformedResponse("Ollama sent data after its final 'done' line")
+        text = payload.get("response")
+        if not isinstance(text, str):
+            raise MalformedResponse("Ollama generate stream line lacks 'response'")
+        base = {"id": self.id, "object": "text_completion", "created": _created(payload)}
+        base["model"] = payload.get("model") or self.model
+        chunks = []
+        if text:
+            chunks.append({**base, "choices": [{"index": 0, "text": text, "finish_reason": None, "logprobs": None}]})
+        if payload.get("done") is True:
+            self.done = True
+            finish = _finish(payload, False)
+            chunks.append({**base, "choices": [{"index": 0, "text": "", "finish_reason": finish, "logprobs": None}]})
+            if self.include_usage:
+                chunks.append({**base, "choices": [], "usage": usage(payload)})
+        return chunks
+
+
 def text_completion(payload: JSONObject) -> JSONObject:
     """A ``text_completion`` for a non-streamed ``/api/generate`` answer."""
     if payload.get("done") is not True or not isinstance(payload.get("response"), str):

@@ -87,7 +87,17 @@ class OllamaBackend:
         request = _request.chat_request(body, self.config, stream=True)
         options = body.get("stream_options")
         include_usage = not isinstance(options, dict) or options.get("include_usage", True) is not False
-        return self._stream(request, _response.ChunkTranslator(body.get("model"), include_usage=include_usage))
+        return self._stream(
+            "/api/chat", request, _response.ChunkTranslator(body.get("model"), include_usage=include_usage)
+        )
+
+    def completion_stream(self, body: JSONObject) -> AsyncIterator[JSONObject]:
+        """A streamed ``/api/generate`` call, one ``text_completion`` chunk per NDJSON line (token by token)."""
+        request = _request.generate_request(body, self.config, stream=True)
+        options = body.get("stream_options")
+        include_usage = not isinstance(options, dict) or options.get("include_usage", True) is not False
+        translator = _response.TextChunkTranslator(body.get("model"), include_usage=include_usage)
+        return self._stream("/api/generate", request, translator)
 
     async def completion(self, body: JSONObject) -> JSONObject:
         """A non-streamed ``/api/generate`` call."""
@@ -116,12 +126,14 @@ class OllamaBackend:
             raise error_for_payload(payload, server=_SERVER)
         return payload
 
-    async def _stream(self, request: JSONObject, translator: _response.ChunkTranslator) -> AsyncIterator[JSONObject]:
+    async def _stream(
+        self, path: str, request: JSONObject, translator: _response.ChunkTranslator | _response.TextChunkTranslator
+    ) -> AsyncIterator[JSONObject]:
         self.in_flight += 1
         try:
             lines = LineSplitter()
             async with (
-                self.http.stream("POST", "/api/chat", json=request) as response,
+                self.http.stream("POST", path, json=request) as response,
                 self.http.body(response) as body,
             ):
                 async for raw in body:
@@ -179,7 +191,9 @@ def _digest(digest: object) -> str | None:
     return digest if ":" in digest else f"sha256:{digest}"
 
 
-def _translate(lines: list[str], translator: _response.ChunkTranslator) -> list[JSONObject]:
+def _translate(
+    lines: list[str], translator: _response.ChunkTranslator | _response.TextChunkTranslator
+) -> list[JSONObject]:
     chunks: list[JSONObject] = []
     for line in lines:
         if not line.strip():
