@@ -138,3 +138,14 @@ def test_responses_mid_stream_failure_raises_in_the_sdk(client, backends):
     with pytest.raises(openai.APIError, match="mid-stream"):
         got.extend(stream)
     assert [e.type for e in got].count("response.output_text.delta") == 2
+
+
+@pytest.mark.parametrize(
+    ("tools", "param"),
+    [([{"type": "web_search"}], "tools[0].type"), ([{"type": "function"}], "tools[0].name"), ({"a": 1}, "tools")],
+)
+def test_responses_with_unservable_tools_are_a_400_naming_the_field(client, backends, tools, param):
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.responses.create(model="fake-model", input="hi", tools=tools)
+    assert bad.value.body["param"] == param
+    assert not [c for b in backends.values() for c in b.calls if c.method.startswith("chat")]

@@ -17,7 +17,7 @@ import msgspec
 from tooti.gateway.api_errors import ApiError
 from tooti.gateway.json_limits import decode_object
 from tooti.gateway.responses_api import check_responses_body
-from tooti.gateway.tool_checks import check_tools
+from tooti.gateway.tool_checks import check_response_tools, check_tools
 from tooti.wire.infer import InferRequest, RequestKind
 
 __all__ = ["ParsedBody", "parse_body", "upstream_request"]
@@ -85,6 +85,7 @@ def parse_body(raw: bytes, kind: RequestKind) -> ParsedBody:
     _check_prompt(kind, data.get(_PROMPT_FIELD[kind]))
     if kind == "responses":
         check_responses_body(data)
+        check_response_tools(data.get("tools"))
     elif kind == "chat":
         check_tools(data.get("tools"))
     stream = data.get("stream", False)

@@ -12,7 +12,7 @@ from typing import Any
 
 from tooti.gateway.api_errors import ApiError
 
-__all__ = ["check_tools"]
+__all__ = ["check_response_tools", "check_tools"]
 
 
 def _bad(message: str, param: str) -> ApiError:
@@ -39,3 +39,26 @@ def check_tools(tools: Any) -> None:
             raise _bad("must be a non-empty string", f"{where}.function.name")
         if "parameters" in function and not isinstance(function["parameters"], dict):
             raise _bad("must be a JSON schema object", f"{where}.function.parameters")
+
+
+def check_response_tools(tools: Any) -> None:
+    """The same for the Responses API's flat tool shape (``{"type": "function", "name": …}``).
+
+    Only function tools: built-in ones (web search, file search, computer use) need OpenAI's hosted
+    services, which no node has.
+    """
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise _bad("must be an array of tools", "tools")
+    for i, tool in enumerate(tools):
+        where = f"tools[{i}]"
+        if not isinstance(tool, dict):
+            raise _bad("must be an object", where)
+        if tool.get("type") != "function":
+            raise _bad("must be a function tool (type 'function'); built-in tools are not served", f"{where}.type")
+        name = tool.get("name")
+        if not isinstance(name, str) or not name:
+            raise _bad("must be a non-empty string", f"{where}.name")
+        if "parameters" in tool and tool["parameters"] is not None and not isinstance(tool["parameters"], dict):
+            raise _bad("must be a JSON schema object", f"{where}.parameters")
