@@ -206,3 +206,25 @@ async def test_without_a_window_every_chunk_of_a_keeping_up_client_is_its_own_wr
     await service.handle(stream)  # type: ignore[arg-type]
 
     assert len(stream.writes) >= 10
+
+
+@pytest.mark.anyio
+async def test_the_first_token_after_a_role_only_chunk_is_not_held_by_the_window():
+    async def handler(request):
+        def chunk(delta):
+            return ChunkFrame(data={"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]})
+
+        yield chunk({"role": "assistant", "content": ""})
+        await trio.sleep(0.005)
+        yield chunk({"content": "first"})
+        await trio.sleep(0.05)
+        yield chunk({"content": "second"})
+        yield Done()
+
+    service = InferService(handler, write_window=0.2)
+    stream = FakeStream(_request())
+
+    await service.handle(stream)  # type: ignore[arg-type]
+
+    # role chunk, then the first token alone (not kept 200 ms for "second"), then the rest
+    assert [_count(w) for w in stream.writes] == [1, 1, 2]

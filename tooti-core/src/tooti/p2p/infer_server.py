@@ -32,7 +32,7 @@ from tooti.p2p.framing import (
 )
 from tooti.p2p.inbox import Inbox
 from tooti.p2p.safestream import close_stream, reset_stream
-from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, ResponseFrame
+from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, ResponseFrame, carries_token
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable
@@ -234,19 +234,22 @@ class InferService:
 
         The wire format is unchanged (the frames are concatenated, each keeps its length prefix),
         but one write costs one Noise encryption and one yamux frame however many frames it
-        carries. An answer's first frame goes at once (time to first token is not traded). A later
-        chunk waits up to ``write_window`` for the chunks right behind it, so a model server that
-        sends a token every 2 ms costs one write per two or three tokens; inter-token delay grows
-        by at most the window. Frames that queued up behind a slow write always go out together.
+        carries. Frames up to and including an answer's first token go at once (time to first
+        token is not traded). A later chunk waits up to ``write_window`` for the chunks right
+        behind it, so a model server that sends a token every 2 ms costs one write per two or three
+        tokens; inter-token delay grows by at most the window. Frames that queued up behind a slow
+        write always go out together.
         """
-        first = True
+        first_token_sent = False
         async for frame in receive:
             answer.last = frame
             batch = [self._encode(frame)]
             size = len(batch[0])
-            if not first and self.write_window > 0 and isinstance(frame, ChunkFrame):
+            is_chunk = isinstance(frame, ChunkFrame)
+            if first_token_sent and self.write_window > 0 and is_chunk:
                 size = await self._gather_window(receive, answer, batch, size)
-            first = False
+            # Content-free chunks (a role-only delta) do not count: the first token itself goes at once.
+            first_token_sent = first_token_sent or not is_chunk or carries_token(frame.data)
             await self._gather_ready(receive, answer, batch, size)
             if inbox.reset.is_set():
                 return
