@@ -249,7 +249,7 @@ class InferService:
             if first_token_sent and self.write_window > 0 and is_chunk:
                 size = await self._gather_window(receive, answer, batch, size)
             # Content-free chunks (a role-only delta) do not count: the first token itself goes at once.
-            first_token_sent = first_token_sent or not is_chunk or carries_token(frame.data)
+            first_token_sent = first_token_sent or not isinstance(frame, ChunkFrame) or carries_token(frame.data)
             await self._gather_ready(receive, answer, batch, size)
             if inbox.reset.is_set():
                 return
