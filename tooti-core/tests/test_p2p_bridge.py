@@ -98,3 +98,21 @@ async def test_closing_the_asyncio_side_cancels_the_trio_task(thread):
     assert await stream.__anext__() == 0
     await stream.aclose()
     assert await asyncio.to_thread(closed.wait, 10)
+
+
+async def test_a_producer_faster_than_its_reader_is_held_at_the_buffer_limit(thread):
+    from tooti.p2p.bridge import BUFFER_LIMIT
+
+    produced = 0
+
+    async def flood():
+        nonlocal produced
+        for i in range(BUFFER_LIMIT * 4):
+            produced += 1
+            yield i
+
+    stream = thread.stream(flood)
+    await asyncio.sleep(0.3)  # the reader does not read; the trio side runs freely meanwhile
+    assert produced <= BUFFER_LIMIT + 1  # held, not buffering all 1,024 items
+    got = [i async for i in stream]
+    assert got == list(range(BUFFER_LIMIT * 4))  # nothing lost or reordered across the waits

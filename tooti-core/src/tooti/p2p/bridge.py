@@ -27,6 +27,9 @@ R = TypeVar("R")
 
 _ITEM, _ERROR, _END = 0, 1, 2
 
+BUFFER_LIMIT = 256
+"""Items a :class:`BatchedStream` holds unread before its producer waits (flow control)."""
+
 
 class TrioThread(Generic[R]):
     """A trio event loop in a daemon thread running one long-lived main task."""
@@ -168,6 +171,9 @@ class BatchedStream(Generic[T]):
         self._waiter: asyncio.Future[None] | None = None
         self._scope = trio.CancelScope()
         self._closed = False
+        self._room: trio.Event | None = None
+        """Set (from asyncio, through the trio token) when a full buffer has room again."""
+        self._room_asked: trio.Event | None = None
         self.wakeups = 0
         """Wakeups posted to the asyncio loop (for tests and benchmarks)."""
 
@@ -182,10 +188,22 @@ class BatchedStream(Generic[T]):
                     async for item in items:
                         self._items.append(item)
                         self._wake()
+                        if len(self._items) >= BUFFER_LIMIT:
+                            await self._wait_for_room()
         except Exception as exc:  # noqa: BLE001 - re-raised on the asyncio side
             end = (_ERROR, exc)
         self._end = end
         self._wake()
+
+    async def _wait_for_room(self) -> None:
+        """Hold the producer while the asyncio side has :data:`BUFFER_LIMIT` items unread.
+
+        A node that sends faster than the client reads is then held back by the stream's flow
+        control instead of filling the gateway's memory.
+        """
+        room = self._room = trio.Event()
+        if len(self._items) >= BUFFER_LIMIT:  # checked after publishing the event: no lost signal
+            await room.wait()
 
     def _wake(self) -> None:
         # The item is appended before the flag is read, and the asyncio side clears the flag
@@ -197,6 +215,14 @@ class BatchedStream(Generic[T]):
         _post(self._loop, self._woken)
 
     # -- asyncio side ----------------------------------------------------------------------------
+
+    def _taken(self) -> None:
+        """After the asyncio side took items: let a held producer go on once half the buffer is free."""
+        room = self._room
+        if room is not None and room is not self._room_asked and len(self._items) <= BUFFER_LIMIT // 2:
+            self._room_asked = room
+            with suppress(RuntimeError, trio.RunFinishedError):
+                self._thread._schedule(room.set)
 
     def _woken(self) -> None:
         self._wakeup_pending = False
@@ -210,7 +236,10 @@ class BatchedStream(Generic[T]):
     async def __anext__(self) -> T:
         while True:
             if self._items:
-                return self._items.popleft()
+                item = self._items.popleft()
+                if self._room is not None:
+                    self._taken()
+                return item
             end = self._end
             if end is not None and not self._items:
                 if end[0] == _ERROR and end[1] is not None:
@@ -231,6 +260,8 @@ class BatchedStream(Generic[T]):
         out = []
         while items:
             out.append(items.popleft())
+        if self._room is not None:
+            self._taken()
         return out
 
     async def aclose(self) -> None:
