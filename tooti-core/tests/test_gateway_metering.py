@@ -171,6 +171,22 @@ async def test_usage_endpoint_shows_only_the_callers_key(store):
         assert them.id not in anonymous.text
 
 
+async def test_usage_endpoint_counts_every_answered_request_at_once(store):
+    """Read-your-writes: rows still waiting for the batch writer are written before the report reads."""
+    mine, _ = store.create_key()
+    config = Config(
+        gateway=GatewaySection(auth_mode="required", store=StoreSection(key_refresh_sec=0.1, flush_interval_sec=60))
+    )
+    app = create_app(config, _network(), make_plugin_host(), store=store)
+    body = {"model": "fake-model", "messages": PROMPT}
+    async with AsyncTestClient(app) as client:
+        for _ in range(3):
+            assert (await client.post("/v1/chat/completions", json=body, headers=_auth(mine))).status_code == 200
+        report = (await client.get("/v1/usage", headers=_auth(mine))).json()
+        assert report["totals"]["requests"] == 3
+        assert len(report["recent"]) == 3
+
+
 async def test_auth_off_still_meters_known_keys(store):
     key, rec = store.create_key(budget=5, budget_kind="tokens")
     app = create_app(_config(auth_mode="off"), _network(), make_plugin_host(), store=store)

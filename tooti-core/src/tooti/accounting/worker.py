@@ -119,6 +119,15 @@ class AccountingWorker:
         """Ask the thread to write now (tests and shutdown); returns at once."""
         self._wake.set()
 
+    def write_pending(self) -> None:
+        """Write what is buffered now, in the calling thread (blocking).
+
+        A reader of usage (``GET /v1/usage``) calls it first, so a client sees every request it was
+        already answered for instead of the last ``flush_interval_s`` going missing. Safe beside the
+        worker thread: each flush takes its own batch out of the buffer under the lock.
+        """
+        self._flush()
+
     def pending(self) -> int:
         """Rows and settlements not yet written."""
         with self._lock:

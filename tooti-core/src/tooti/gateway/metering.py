@@ -399,6 +399,7 @@ class Metering:
     def _report(self, who: KeyRecord | str, since: float | None, limit: int) -> dict[str, Any]:
         import msgspec
 
+        self.worker.write_pending()  # read-your-writes: the caller's answered requests are all counted
         key_id = who if isinstance(who, str) else who.id
         key: dict[str, Any] = {"id": key_id}
         if isinstance(who, KeyRecord):
