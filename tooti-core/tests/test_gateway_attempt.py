@@ -82,6 +82,32 @@ async def test_a_client_error_goes_back_as_400_and_does_not_count_against_the_no
     assert stats["recent_failures"] == 0
 
 
+@pytest.mark.parametrize(("server_status", "client_status"), [(413, 413), (422, 422), (404, 400), (None, 400)])
+async def test_the_model_servers_4xx_reaches_the_client_as_the_matching_4xx(
+    client, backends, server_status, client_status
+):
+    backends["peerA"].fail_with(BackendBadRequest("model server answered: too large", status_code=server_status))
+    r = await client.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == client_status
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert not backends["peerB"].calls
+    assert (await node_stats(client))["peerA"]["in_cooldown"] is False
+
+
+@pytest.mark.parametrize(("sent", "seen"), [(422, 422), (413, 413), (200, 400), (429, 400), (401, 400), (10**12, 400)])
+def test_a_bad_request_status_crosses_the_wire_bounded(sent, seen):
+    """Whatever status a peer puts in its error frame, the client only ever gets a client-facing 4xx."""
+    from tooti.gateway.api_errors import from_backend_error
+    from tooti.p2p.framing import decode_response, encode_frame
+    from tooti.wire.error_codes import error_from_frame
+    from tooti.wire.infer import ErrorFrame
+
+    wire = encode_frame(ErrorFrame(code="bad_request", message="x", status=sent), limit=1 << 20)
+    frame = decode_response(wire[4:])
+    assert isinstance(frame, ErrorFrame)
+    assert from_backend_error(error_from_frame(frame)).status == seen
+
+
 async def test_overloaded_moves_on_without_cooling_the_node(client, backends):
     backends["peerA"].fail_with(BackendOverloaded("queue full"))
     r = await client.post("/v1/chat/completions", json=CHAT)

@@ -100,11 +100,32 @@ class ModelNotFound(BackendError):
 
 
 class BackendBadRequest(BackendError):
-    """The model server rejected the request itself (bad parameters, prompt too long, unsupported endpoint)."""
+    """The model server rejected the request itself (bad parameters, prompt too long, unsupported endpoint).
+
+    The client gets the model server's own 4xx where it tells the client something (413 too large,
+    422 unprocessable, …) and 400 otherwise: see :func:`client_status`.
+    """
 
     node_fault = False
     http_status = 400
     error_type = "invalid_request_error"
+
+    def client_status(self) -> int:
+        """The status a client gets: the model server's 4xx when it is a client-facing one, else 400."""
+        return client_status(self.status_code)
+
+
+_NOT_PASSED_ON = frozenset({401, 403, 404, 407, 429})
+"""4xx a model server may answer that mean something else to the gateway's client: credentials and
+rate limits are the node's own business, and a 404 for an endpoint the server lacks is not "no such
+model" (the client's request is what it cannot serve: 400)."""
+
+
+def client_status(status: int | None) -> int:
+    """``status`` when it is a 4xx a client should see as is, else 400 (any value a peer sent is safe)."""
+    if isinstance(status, int) and 400 <= status <= 499 and status not in _NOT_PASSED_ON:
+        return status
+    return 400
 
 
 class BackendOverloaded(BackendError):

@@ -66,7 +66,7 @@ def node_error(frame: ErrorFrame) -> BackendError:
     The class (hence failover and the HTTP status) follows the node's code; the text never does: a
     node's message may be aimed at users ("your account is suspended, log in at …").
     """
-    return error_from_frame(ErrorFrame(code=frame.code, message=gateway_error_text(frame.code)))
+    return error_from_frame(ErrorFrame(code=frame.code, message=gateway_error_text(frame.code), status=frame.status))
 
 
 def _bad(why: str) -> MalformedResponse:
@@ -226,7 +226,7 @@ class FrameCheck:
                 )
             else:  # the text may quote the request (a tool schema, a prompt): only with log_content
                 log.info("node %s reported %s (%d characters of detail)", self.peer_id, frame.code, len(frame.message))
-            return ErrorFrame(code=frame.code, message=gateway_error_text(frame.code))
+            return ErrorFrame(code=frame.code, message=gateway_error_text(frame.code), status=frame.status)
         if isinstance(frame, Done):
             return frame
         if isinstance(frame, ReceiptFrame):  # the signature is the metering's to check; the counts are ours

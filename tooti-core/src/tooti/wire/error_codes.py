@@ -15,6 +15,7 @@ from tooti.errors import (
     MalformedResponse,
     ModelNotFound,
     UpstreamError,
+    client_status,
 )
 from tooti.wire.infer import ErrorCode, ErrorFrame
 
@@ -53,10 +54,13 @@ def frame_code(error: BackendError) -> ErrorCode:
 
 def error_to_frame(error: BackendError) -> ErrorFrame:
     """Build the frame a node sends for ``error``."""
-    return ErrorFrame(code=frame_code(error), message=error.message[:MAX_ERROR_MESSAGE])
+    code = frame_code(error)
+    status = client_status(error.status_code) if code == "bad_request" else None
+    return ErrorFrame(code=code, message=error.message[:MAX_ERROR_MESSAGE], status=status)
 
 
 def error_from_frame(frame: ErrorFrame) -> BackendError:
     """Rebuild the error a node reported, as the matching :class:`BackendError` subclass."""
     cls = _CLASSES.get(frame.code, UpstreamError)
-    return cls(frame.message[:MAX_ERROR_MESSAGE])
+    status = client_status(frame.status) if frame.code == "bad_request" and frame.status is not None else None
+    return cls(frame.message[:MAX_ERROR_MESSAGE], status_code=status)

@@ -98,6 +98,9 @@ class ErrorFrame(msgspec.Struct, kw_only=True, tag="error", tag_field="t"):
 
     code: ErrorCode
     message: str
+    status: int | None = None
+    """For ``bad_request``: the model server's HTTP status (e.g. 413, 422), so the client gets the
+    matching 4xx. Optional on the wire: older nodes omit it, older gateways ignore it."""
 
 
 class Done(msgspec.Struct, kw_only=True, tag="done", tag_field="t"):
