@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import httpx
 import openai
@@ -96,8 +97,14 @@ def test_token_budget_on_tooti_up_survives_restart(tmp_path):
                 with pytest.raises(openai.RateLimitError) as err:
                     client.chat.completions.create(**BODY)
                 assert err.value.code == "insufficient_quota"
+            served = statuses.count(200)
+            # Rows reach the database in batches (store.flush_interval_sec, 0.25 s): the last request's
+            # row may still be queued when the report is read right after it.
+            deadline = time.monotonic() + 5.0
             report = http.get("/v1/usage", headers=headers).json()
-        served = statuses.count(200)
+            while report["totals"]["requests"] < served and time.monotonic() < deadline:
+                time.sleep(0.1)
+                report = http.get("/v1/usage", headers=headers).json()
         assert served >= 1
         assert report["totals"]["requests"] == served
         assert report["key"]["spent"] >= 200 - 40  # refused only once the budget was (nearly) used

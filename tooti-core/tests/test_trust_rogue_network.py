@@ -20,7 +20,9 @@ from dataclasses import dataclass
 import httpx
 import openai
 import pytest
+from typer.testing import CliRunner
 
+from tooti.cli import app
 from tooti.config.model import (
     AdmissionSection,
     Config,
@@ -204,6 +206,10 @@ def test_rogue_peer_gets_no_users_after_warm_up_in_open_mode(cluster, tmp_path):
         assert all(nodes[p]["standing"] == "trusted" for p in cluster.honest_ids)
         metrics = httpx.get(f"{server.base_url}/metrics", timeout=5).text
         assert f'tooti_gateway_node_standing{{peer_id="{cluster.rogue_id}",standing="quarantined"}} 1.0' in metrics
+        peers = CliRunner().invoke(app, ["network", "peers", "--gateway", server.base_url], env={"COLUMNS": "400"})
+        assert peers.exit_code == 0, peers.output
+        rogue_row = next(line for line in peers.output.splitlines() if cluster.rogue_id in line)
+        assert "quarantined" in rogue_row
         share = f"{100 * len(by_rogue) / total:.2f} %"
         print(f"\nrogue answered {len(by_rogue)} of {total} user requests ({share})")  # noqa: T201 - in docs/security.md
     finally:

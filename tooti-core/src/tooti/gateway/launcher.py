@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import yaml
 
-from tooti.config.model import AdmissionSection, Config, GatewaySection, HeartbeatSection, ListenSection, StoreSection
+from tooti.config.model import (
+    AdmissionSection,
+    Config,
+    GatewaySection,
+    HeartbeatSection,
+    ListenSection,
+    StoreSection,
+    VerificationSection,
+)
 from tooti.gateway.app import create_app
 from tooti.gateway.p2p import p2p_network
 from tooti.gateway.server import ServerThread
@@ -158,6 +166,8 @@ class LocalUp:
         node_names: the nodes this local network runs (their keys are ``<name>.key`` in
             ``workdir``, created here): the gateway admits exactly these (``allowlist``) and each
             node serves only this gateway, the safe setup of docs/security.md.
+        verification: the gateway's canary checks (``gateway.verification.enabled``); tests that
+            measure the model server's own activity turn them off.
     """
 
     def __init__(
@@ -170,9 +180,11 @@ class LocalUp:
         workdir: Path | None = None,
         store_url: str | None = None,
         node_names: tuple[str, ...] = (UP_NODE_NAME,),
+        verification: bool = True,
     ) -> None:
         self.model_path = model_path
         self.node_names = node_names
+        self.verification = verification
         self.store_url = store_url
         self.store: AccountingStore | None = None
         self.host, self.port, self.threads = host, port, threads
@@ -208,6 +220,7 @@ class LocalUp:
                 listen=f"{self.host}:{self.port}",
                 store=StoreSection(enabled=self.store_url is not None, url=self.store_url or None),
                 admission=AdmissionSection(mode="allowlist", allow=allow),
+                verification=VerificationSection(enabled=self.verification),
             ),
             heartbeat=HeartbeatSection(interval_sec=_HEARTBEAT_SEC),
         )
