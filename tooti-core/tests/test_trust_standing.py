@@ -98,3 +98,12 @@ def test_prompt_pool_is_varied():
     prompts = {draw_prompt(rng) for _ in range(500)}
     assert len(prompts) > 450
     assert pool_size() > 1000
+
+
+def test_during_warm_up_checked_nodes_go_first():
+    clock = Clock()
+    st = Standings(VerificationSection(probation_checks=2), Reputation(clock=clock).score, clock=clock)
+    assert [c.peer_id for c in st.routable(_cands("a", "b"))] == ["a", "b"]
+    st.passed("b")  # one check passed, not trusted yet
+    assert st.state("b") == "probation"
+    assert [c.peer_id for c in st.routable(_cands("a", "b"))] == ["b"]

@@ -215,7 +215,7 @@ class Prober:
 
             async with anyio.create_task_group() as tg:
                 for peer in peers:
-                    tg.start_soon(ask, peer, self._rng.uniform(0.0, 0.3))
+                    tg.start_soon(ask, peer, self._rng.uniform(0.0, 0.1))
             self._judge(model, prompt, answers)
         finally:
             self._busy.difference_update(peers)

@@ -78,7 +78,9 @@ class Standings:
         now = self._clock()
         s = self._nodes.get(peer_id)
         if s is None:
-            s = self._nodes[peer_id] = NodeStanding(now, now + self._spread(self.section.probation_interval_sec) * 0.3)
+            # The first check comes soon (0.05-0.15 s at the default interval): until then the node
+            # is unjudged, and while no node of its model is trusted it may get user requests.
+            s = self._nodes[peer_id] = NodeStanding(now, now + self._spread(self.section.probation_interval_sec) * 0.1)
         elif s.state == "quarantined" and now >= s.quarantined_until:
             s.state, s.since, s.passed_in_row = "probation", now, 0
             s.reason = f"re-checking after quarantine ({s.reason})"
@@ -126,9 +128,9 @@ class Standings:
         """The candidates user requests may go to, in their input order.
 
         Quarantined nodes never. Nodes on probation only with probability ``probation_share`` while
-        a trusted node is among the candidates (all of them when none is, or the model would be
-        unavailable during a gateway's own warm-up). Nodes below ``min_reputation`` only when
-        nothing better is left.
+        a trusted node is among the candidates; when none is (a gateway's own warm-up), those that
+        passed a check already, else all of them (or the model would be unavailable). Nodes below
+        ``min_reputation`` only when nothing better is left.
         """
         trusted = False
         kept: list[tuple[C, State]] = []
@@ -139,7 +141,12 @@ class Standings:
             trusted = trusted or state == "trusted"
             kept.append((c, state))
         share = self.section.probation_share
-        out = [c for c, st in kept if st == "trusted" or not trusted or self._rng.random() < share]
+        if trusted:
+            out = [c for c, st in kept if st == "trusted" or self._rng.random() < share]
+        else:
+            # Nobody trusted yet (a gateway's own warm-up): nodes that passed a check go first.
+            checked = [c for c, _ in kept if self._nodes[c.peer_id].passed_in_row > 0]
+            out = checked or [c for c, _ in kept]
         floor = self.section.min_reputation
         good = [c for c in out if self._score(c.peer_id) >= floor]
         return good or out
