@@ -11,7 +11,7 @@ from tooti._aio import closing_iter
 from tooti.backends.openai_compat import OpenAICompatBackend
 from tooti.backends.prometheus import parse_samples
 from tooti.backends.protocol import BackendHealth, LoadSnapshot, ModelInfo
-from tooti.backends.stream_assembly import assemble_chat, assemble_completion, assemble_response
+from tooti.backends.stream_assembly import assemble_chat, assemble_completion
 from tooti.errors import BackendBadRequest, MalformedResponse, ModelNotFound, UpstreamError
 from tooti_backend_llamacpp.config import DEFAULT_BASE_URL, LlamaCppConfig
 from tooti_backend_llamacpp.managed import ManagedLlamaServer
@@ -33,8 +33,11 @@ class LlamaCppBackend(OpenAICompatBackend):
     name: ClassVar[str] = "llamacpp"
     config_type: ClassVar[type[msgspec.Struct]] = LlamaCppConfig
     server_name: ClassVar[str] = "llama.cpp"
-    native_endpoints: ClassVar[frozenset[Endpoint]] = frozenset({"chat", "completion", "embeddings", "responses"})
-    """llama-server has its own ``/v1/responses`` (plain and streamed), so it is passed through."""
+    native_endpoints: ClassVar[frozenset[Endpoint]] = frozenset({"chat", "completion", "embeddings"})
+    """``/v1/responses`` is translated through chat, not passed through: llama-server has its own, but
+    its stream events lack ``output_index``, ``content_index`` and ``sequence_number``, so the official
+    SDK's ``responses.stream()`` helper fails on them (TypeError), while the translation is checked
+    against the SDK's own types."""
 
     def __init__(
         self, settings: BackendSettings, config: LlamaCppConfig, *, transport: httpx.AsyncBaseTransport | None = None
@@ -70,11 +73,6 @@ class LlamaCppBackend(OpenAICompatBackend):
         """A whole legacy completion, streamed from llama.cpp and assembled (usage included)."""
         async with closing_iter(self.completion_stream({**body, "stream_options": {"include_usage": True}})) as chunks:
             return await assemble_completion(chunks)
-
-    async def responses(self, body: JSONObject) -> JSONObject:
-        """A whole Responses API answer: the final event of llama.cpp's Responses stream."""
-        async with closing_iter(self.responses_stream(body)) as events:
-            return await assemble_response(events)
 
     async def health(self) -> BackendHealth:
         """``GET /health``; a managed server that is down (restarting) is reported unhealthy."""
