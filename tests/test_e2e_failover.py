@@ -74,10 +74,15 @@ def wait(predicate, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+_STACKS: dict[str, LocalUp] = {}
+"""The running stack of each ``two_nodes`` base URL (a test that needs the gateway object finds it here)."""
+
+
 @pytest.fixture
 def two_nodes(llama_server, tmp_path):
     stack = LocalUp(llama_server.model_path, port=0, workdir=tmp_path, node_names=("node-a", "node-b"))
     bootstrap = stack.start_gateway()
+    _STACKS[stack.base_url] = stack
     nodes: dict[str, NodeProcess] = {}
     try:
         for name in ("node-a", "node-b"):
@@ -97,6 +102,7 @@ def two_nodes(llama_server, tmp_path):
     finally:
         for proc in nodes.values():
             proc.stop()
+        _STACKS.pop(stack.base_url, None)
         stack.stop()
 
 
@@ -132,3 +138,36 @@ def test_sigkill_one_node_under_streaming_load(two_nodes):
     assert f'tooti_gateway_stream_errors_total{{model="smollm2"}} {float(cut)}' in metrics
     view = {n["peer_id"]: n for n in httpx.get(f"{base_url}/v1/network/nodes", timeout=5).json()["data"]}
     assert victim not in view or view[victim]["gateway"]["in_cooldown"]
+
+
+def test_a_cooling_node_still_takes_the_requests_of_a_killed_one(two_nodes):
+    """#11: cooldown ranks a node last instead of removing it from failover.
+
+    One node is cooled (as one failed request would cool it), 16 streams go to the other, which is
+    then SIGKILLed: every request that had no token yet must be served by the cooling node; before the
+    fix they all got 503 with no second attempt.
+    """
+    base_url, nodes = two_nodes
+    gateway = _STACKS[base_url].server.server.config.app.state.gateway  # the in-process gateway
+    resting, victim = sorted(nodes)
+    gateway.observations.failed(resting, "test: one failed request", cooldown=True)
+    view = {n["peer_id"]: n for n in httpx.get(f"{base_url}/v1/network/nodes", timeout=5).json()["data"]}
+    assert view[resting]["gateway"]["in_cooldown"]
+    with openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=RUN_TIMEOUT) as client:
+        runs = [Run(client, max_tokens=40) for _ in range(6)]
+        wait(lambda: any(r.tokens for r in runs), RUN_TIMEOUT, "a first token")
+        # (a request the victim refused as overloaded may already have moved on to the cooling node)
+        nodes[victim].proc.kill()
+        # Sent while the registry still lists the dead node: tried there first, then on the cooling one.
+        after = [Run(client, max_tokens=8) for _ in range(4)]
+        for r in runs + after:
+            r.thread.join(RUN_TIMEOUT)
+            assert not r.thread.is_alive(), r
+    # Nothing failed before its first token: cut streams end with the mid-stream error event, and
+    # every request that had not started was served by the cooling node.
+    assert all(r.done or r.tokens > 0 for r in runs), runs
+    assert all(r.done and r.node == resting for r in after), after
+    for r in runs:
+        if not r.done:
+            assert isinstance(r.error, openai.APIError), r
+            assert r.node == victim, r

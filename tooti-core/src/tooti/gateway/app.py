@@ -100,6 +100,7 @@ def create_app(
     gateway.hooks.frame_checks.append(trust.frame_check)
     gateway.hooks.on_complete.append(trust.completed)
     gateway.trust_filter = trust.routable
+    gateway.trust_reserve = trust.reserve
     trust.observe(gateway.observations)
     metering = None
     if store is not None:

@@ -14,7 +14,7 @@ from tooti.gateway.observations import Observations
 from tooti.gateway.request_hooks import RequestHooks
 from tooti.gateway.strategies import StrategyResolver, UnknownStrategy
 from tooti.routing.eligibility import eligible, total_price
-from tooti.routing.ordering import cooling_last
+from tooti.routing.ordering import cooling_last, with_reserve
 from tooti.routing.table import HEAD_PER_KEY, RANDOM_PICKS, SMALL, RouteTable
 
 if TYPE_CHECKING:
@@ -70,6 +70,9 @@ class Gateway:
         self.hooks = RequestHooks()
         """Frame checks and completion callbacks (see :mod:`tooti.gateway.request_hooks`)."""
         self.trust_filter: Callable[[list[Candidate]], list[Candidate]] | None = None
+        self.trust_reserve: Callable[[list[Candidate]], list[Candidate]] | None = None
+        """Candidates the trust filter left out that may still take a request every other node failed
+        (never quarantined ones): ranked after everything else, so failover does not end early."""
         """The last say over eligible candidates (probation share, reputation floor; :mod:`tooti.trust`)."""
         self.strategies = StrategyResolver(plugin_host, config.routing.strategy, config.routing.params)
         self.providers = ProviderLookup.for_network(network)
@@ -149,11 +152,17 @@ class Gateway:
             cands = _bounded(eligible(everyone, prefs), self._rng)
         if not cands:
             raise ApiError(503, f"no node for {model!r} matches the routing preferences", code="no_eligible_node")
+        reserve: list[Candidate] = []
         if self.trust_filter is not None:
-            cands = self.trust_filter(cands)
+            allowed = self.trust_filter(cands)
+            if self.trust_reserve is not None:
+                ids = {c.peer_id for c in allowed}
+                reserve = [c for c in self.trust_reserve(cands) if c.peer_id not in ids]
+            cands = allowed
             if not cands:
                 raise ApiError(503, f"no trusted node serves model {model!r} right now", code="no_trusted_node")
         decision = strategy.rank(cands, prefs)
         if not decision.ordered:
             raise ApiError(503, f"no node for {model!r} matches the routing preferences", code="no_eligible_node")
-        return cooling_last(decision)
+        decision = cooling_last(decision)
+        return with_reserve(decision, cooling_last(strategy.rank(reserve, prefs))) if reserve else decision

@@ -17,6 +17,21 @@ if TYPE_CHECKING:
 __all__ = ["cooling_last"]
 
 
+def with_reserve(decision: Decision, reserve: Decision) -> Decision:
+    """``decision`` followed by ``reserve``'s candidates: tried only after every other node failed.
+
+    The reserve holds nodes the gateway's trust filter keeps from user traffic for now (on probation
+    beyond their share, below the reputation floor): serving a request there beats failing it when
+    every preferred node failed, and their share of normal traffic stays as small as before.
+    """
+    seen = {c.peer_id for c in decision.ordered}
+    extra = tuple(c for c in reserve.ordered if c.peer_id not in seen)
+    if not extra:
+        return decision
+    note = f"{len(extra)} held-back node(s) tried only after the others: {', '.join(c.peer_id for c in extra[:5])}"
+    return msgspec.structs.replace(decision, ordered=decision.ordered + extra, reasons=(*decision.reasons, note))
+
+
 def cooling_last(decision: Decision) -> Decision:
     """``decision`` with cooling candidates moved after the others, each side in the strategy's order."""
     ordered = decision.ordered

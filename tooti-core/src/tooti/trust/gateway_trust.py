@@ -119,6 +119,12 @@ class GatewayTrust:
             return good or list(candidates)
         return self.standings.routable(candidates)
 
+    def reserve(self, candidates: Sequence[C]) -> list[C]:
+        """The candidates a request may fall back to when the routable ones all failed: all but quarantined."""
+        if not self.verification.enabled:
+            return list(candidates)
+        return [c for c in candidates if self.standings.state(c.peer_id) != "quarantined"]
+
     def reputation(self, peer_id: str) -> float:
         """The node's reputation, 0..1 (0.5 without evidence)."""
         return self.reputation_book.score(peer_id)
