@@ -202,7 +202,7 @@ def test_a_node_behind_nat_serves_through_both_gateways(mesh):
 
     # Streamed, through gateway 2 (which learned of the node by gossip only), with the official SDK.
     http = httpx.Client(transport=httpx.HTTPTransport(uds=str(mesh.sockets["gw2"])))
-    with openai.OpenAI(base_url="http://gateway/v1", api_key="unused", http_client=http, max_retries=0) as client:
+    with openai.OpenAI(base_url="http://localhost/v1", api_key="unused", http_client=http, max_retries=0) as client:
         stream = client.chat.completions.create(
             model=MODEL, messages=CHAT["messages"], stream=True, extra_headers={"x-tooti-only": mesh.peers["home"]}
         )

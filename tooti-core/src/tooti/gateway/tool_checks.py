@@ -8,9 +8,12 @@ cooldown and logged the client's tool schemas. Checked here, it is a 400 naming 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tooti.gateway.api_errors import ApiError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["check_response_tools", "check_tools"]
 
@@ -19,10 +22,8 @@ def _bad(message: str, param: str) -> ApiError:
     return ApiError(400, f"'{param}' {message}", param=param, code="invalid_value")
 
 
-def check_tools(tools: Any) -> None:
-    """Raise a 400 naming the field unless ``tools`` is absent or an array of function tools (chat shape)."""
-    if tools is None:
-        return
+def _function_tools(tools: Any, type_note: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``(field path, tool)`` for each tool, raising a 400 at the first that is no function tool."""
     if not isinstance(tools, list):
         raise _bad("must be an array of tools", "tools")
     for i, tool in enumerate(tools):
@@ -30,7 +31,15 @@ def check_tools(tools: Any) -> None:
         if not isinstance(tool, dict):
             raise _bad("must be an object", where)
         if tool.get("type") != "function":
-            raise _bad("must be a function tool (type 'function')", f"{where}.type")
+            raise _bad(f"must be a function tool (type 'function'){type_note}", f"{where}.type")
+        yield where, tool
+
+
+def check_tools(tools: Any) -> None:
+    """Raise a 400 naming the field unless ``tools`` is absent or an array of function tools (chat shape)."""
+    if tools is None:
+        return
+    for where, tool in _function_tools(tools):
         function = tool.get("function")
         if not isinstance(function, dict):
             raise _bad("must be an object with the function's name and parameters", f"{where}.function")
@@ -49,14 +58,7 @@ def check_response_tools(tools: Any) -> None:
     """
     if tools is None:
         return
-    if not isinstance(tools, list):
-        raise _bad("must be an array of tools", "tools")
-    for i, tool in enumerate(tools):
-        where = f"tools[{i}]"
-        if not isinstance(tool, dict):
-            raise _bad("must be an object", where)
-        if tool.get("type") != "function":
-            raise _bad("must be a function tool (type 'function'); built-in tools are not served", f"{where}.type")
+    for where, tool in _function_tools(tools, "; built-in tools are not served"):
         name = tool.get("name")
         if not isinstance(name, str) or not name:
             raise _bad("must be a non-empty string", f"{where}.name")
