@@ -19,7 +19,7 @@ from tooti_backend_llamacpp.managed import ManagedLlamaServer
 if TYPE_CHECKING:
     import httpx
 
-    from tooti.backends.protocol import BackendSettings, Endpoint, JSONObject
+    from tooti.backends.protocol import BackendSettings, JSONObject
 
 __all__ = ["LlamaCppBackend"]
 
@@ -33,11 +33,10 @@ class LlamaCppBackend(OpenAICompatBackend):
     name: ClassVar[str] = "llamacpp"
     config_type: ClassVar[type[msgspec.Struct]] = LlamaCppConfig
     server_name: ClassVar[str] = "llama.cpp"
-    native_endpoints: ClassVar[frozenset[Endpoint]] = frozenset({"chat", "completion", "embeddings"})
-    """``/v1/responses`` is translated through chat, not passed through: llama-server has its own, but
-    its stream events lack ``output_index``, ``content_index`` and ``sequence_number``, so the official
-    SDK's ``responses.stream()`` helper fails on them (TypeError), while the translation is checked
-    against the SDK's own types."""
+    # native_endpoints stays the inherited chat/completion/embeddings: /v1/responses is translated
+    # through chat, not passed through. llama-server has its own, but its stream events lack
+    # output_index, content_index and sequence_number, so the official SDK's responses.stream()
+    # helper fails on them (TypeError), while the translation is checked against the SDK's own types.
 
     def __init__(
         self, settings: BackendSettings, config: LlamaCppConfig, *, transport: httpx.AsyncBaseTransport | None = None

@@ -85,18 +85,13 @@ class OllamaBackend:
     def chat_stream(self, body: JSONObject) -> AsyncIterator[JSONObject]:
         """A streamed ``/api/chat`` call, NDJSON lines translated to OpenAI chunks."""
         request = _request.chat_request(body, self.config, stream=True)
-        options = body.get("stream_options")
-        include_usage = not isinstance(options, dict) or options.get("include_usage", True) is not False
-        return self._stream(
-            "/api/chat", request, _response.ChunkTranslator(body.get("model"), include_usage=include_usage)
-        )
+        translator = _response.ChunkTranslator(body.get("model"), include_usage=_include_usage(body))
+        return self._stream("/api/chat", request, translator)
 
     def completion_stream(self, body: JSONObject) -> AsyncIterator[JSONObject]:
         """A streamed ``/api/generate`` call, one ``text_completion`` chunk per NDJSON line (token by token)."""
         request = _request.generate_request(body, self.config, stream=True)
-        options = body.get("stream_options")
-        include_usage = not isinstance(options, dict) or options.get("include_usage", True) is not False
-        translator = _response.TextChunkTranslator(body.get("model"), include_usage=include_usage)
+        translator = _response.TextChunkTranslator(body.get("model"), include_usage=_include_usage(body))
         return self._stream("/api/generate", request, translator)
 
     async def completion(self, body: JSONObject) -> JSONObject:
@@ -176,6 +171,12 @@ class OllamaBackend:
             lengths = [v for k, v in info.items() if k.endswith(".context_length") and isinstance(v, int)]
             self._context[key] = lengths[0] if lengths else None
         return self._context[key]
+
+
+def _include_usage(body: JSONObject) -> bool:
+    """Whether the client wants the usage chunk (OpenAI's ``stream_options.include_usage``; on by default here)."""
+    options = body.get("stream_options")
+    return not isinstance(options, dict) or options.get("include_usage", True) is not False
 
 
 def _models(payload: JSONObject, path: str) -> list[dict[str, Any]]:

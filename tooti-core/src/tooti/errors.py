@@ -73,6 +73,10 @@ class BackendError(TootiError):
         self.message = message
         self.status_code = status_code
 
+    def client_status(self) -> int:
+        """The status a client gets for this error (a class may pass on the model server's own)."""
+        return self.http_status
+
 
 class BackendUnavailable(BackendError):
     """The model server cannot be reached (connection refused, reset, DNS, node gone)."""

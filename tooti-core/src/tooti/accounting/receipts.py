@@ -127,9 +127,9 @@ def countersign(
     receipt: NodeReceipt, node_sig: bytes, counts: GatewayCounts, flags: list[str], gateway_key: KeyPair
 ) -> Countersigned:
     """Sign the receipt, the gateway's counts and the flags with the gateway's key."""
-    from libp2p.peer.id import ID
+    from tooti.p2p.identity import peer_id_of
 
-    gateway = str(ID.from_pubkey(gateway_key.public_key).to_base58())
+    gateway = peer_id_of(gateway_key)
     unsigned = _Unsigned(receipt=receipt, node_sig=node_sig.hex(), gateway=gateway, counts=counts, flags=flags)
     sig = gateway_key.private_key.sign(_DOMAIN + msgspec.json.encode(unsigned))
     return Countersigned(

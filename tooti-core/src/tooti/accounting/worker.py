@@ -115,10 +115,6 @@ class AccountingWorker:
                 else:
                     self._rows.append((row, finish))
 
-    def flush_now(self) -> None:
-        """Ask the thread to write now (tests and shutdown); returns at once."""
-        self._wake.set()
-
     def write_pending(self) -> None:
         """Write what is buffered now, in the calling thread (blocking).
 

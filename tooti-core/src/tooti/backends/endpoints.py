@@ -9,7 +9,6 @@ returned stream closes the backend's own stream, so the server stops generating.
 
 from __future__ import annotations
 
-from contextlib import aclosing
 from typing import TYPE_CHECKING, Protocol, cast
 
 from tooti._aio import closing_iter
@@ -84,6 +83,6 @@ async def stream_completion(backend: InferenceBackend, body: JSONObject) -> Asyn
     if streamer is None:
         yield await backend.completion(body)
         return
-    async with aclosing(streamer(body)) as chunks:
+    async with closing_iter(streamer(body)) as chunks:
         async for chunk in chunks:
             yield chunk

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from tooti.backends.endpoints import DEFAULT_NATIVE_ENDPOINTS
 from tooti.backends.http import HttpTransport
 from tooti.backends.http_errors import error_for_payload
 from tooti.backends.streaming import LineSplitter, SSEDecoder, decode_json_object
@@ -62,7 +63,7 @@ class OpenAICompatBackend:
     embeddings_path: ClassVar[str] = "/v1/embeddings"
     responses_path: ClassVar[str] = "/v1/responses"
     models_path: ClassVar[str] = "/v1/models"
-    native_endpoints: ClassVar[frozenset[Endpoint]] = frozenset({"chat", "completion", "embeddings"})
+    native_endpoints: ClassVar[frozenset[Endpoint]] = DEFAULT_NATIVE_ENDPOINTS
     """What the server serves itself; a subclass adds ``"responses"`` when its server has ``/v1/responses``."""
 
     def __init__(
@@ -104,9 +105,7 @@ class OpenAICompatBackend:
 
     async def responses(self, body: JSONObject) -> JSONObject:
         """POST a non-streamed Responses API request (only for servers with ``"responses"`` native)."""
-        body = {**body, "stream": False}
-        body.pop("stream_options", None)
-        return await self._post(self.responses_path, body, "output")
+        return await self._post(self.responses_path, non_stream_body(body), "output")
 
     async def responses_stream(self, body: JSONObject) -> AsyncIterator[JSONObject]:
         """POST a streamed Responses API request and yield its events until the terminal one.

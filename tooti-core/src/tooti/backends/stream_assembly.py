@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tooti.errors import MalformedResponse, UpstreamError
+from tooti.errors import MalformedResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from tooti.backends.protocol import JSONObject
 
-__all__ = ["ChoiceAssembler", "assemble_chat", "assemble_completion", "assemble_response"]
+__all__ = ["ChoiceAssembler", "assemble_chat", "assemble_completion"]
 
 _CHUNK_ONLY = frozenset({"choices", "object", "usage"})
 
@@ -139,19 +139,3 @@ async def assemble_chat(chunks: AsyncIterator[JSONObject]) -> JSONObject:
 async def assemble_completion(chunks: AsyncIterator[JSONObject]) -> JSONObject:
     """A ``text_completion`` from its chunk stream."""
     return await _assemble(chunks, chat=False)
-
-
-async def assemble_response(events: AsyncIterator[JSONObject]) -> JSONObject:
-    """A Responses API ``response`` object: the one its terminal stream event carries."""
-    final: JSONObject | None = None
-    async for event in events:
-        if event.get("type") in ("response.completed", "response.incomplete", "response.failed"):
-            response = event.get("response")
-            if isinstance(response, dict):
-                final = response
-    if final is None:
-        raise MalformedResponse("the Responses stream ended without its final response")
-    if final.get("status") == "failed":
-        error = _obj(final.get("error"))
-        raise UpstreamError(f"the model server failed the response: {str(error.get('message', 'no reason'))[:200]}")
-    return final

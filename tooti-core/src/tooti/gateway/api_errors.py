@@ -12,7 +12,7 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from tooti.errors import BackendBadRequest, BackendError
+from tooti.errors import BackendError
 
 __all__ = ["ApiError", "error_body", "exception_handlers", "from_backend_error"]
 
@@ -77,8 +77,7 @@ def error_body(message: str, error_type: str, *, param: str | None = None, code:
 def from_backend_error(exc: BackendError) -> ApiError:
     """Translate a node-side failure into the client's status and error type."""
     code = exc.error_type if exc.error_type != "invalid_request_error" else None
-    status = exc.client_status() if isinstance(exc, BackendBadRequest) else exc.http_status
-    return ApiError(status, exc.message, code=code, error_type=exc.error_type)
+    return ApiError(exc.client_status(), exc.message, code=code, error_type=exc.error_type)
 
 
 def _render(err: ApiError) -> Response[dict[str, Any]]:

@@ -22,9 +22,7 @@ import msgspec
 
 from tooti.gateway.api_errors import ApiError
 
-__all__ = ["TERMINAL_EVENTS", "ResponsesEventWriter", "check_responses_body"]
-
-TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+__all__ = ["ResponsesEventWriter", "check_responses_body"]
 
 
 def check_responses_body(data: dict[str, Any]) -> None:

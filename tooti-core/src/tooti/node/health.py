@@ -195,11 +195,9 @@ class WatchedBackend:
         result: JSONObject = await self._call("chat", body)
         return result
 
-    async def chat_stream(self, body: JSONObject) -> AsyncIterator[JSONObject]:
+    def chat_stream(self, body: JSONObject) -> AsyncIterator[JSONObject]:
         """Delegated; closing this iterator closes the backend's (which stops generation)."""
-        async with closing_iter(self._watched(self.inner.chat_stream(body))) as chunks:
-            async for chunk in chunks:
-                yield chunk
+        return self._watched(self.inner.chat_stream(body))
 
     async def _watched(self, stream: AsyncIterator[JSONObject]) -> AsyncIterator[JSONObject]:
         try:

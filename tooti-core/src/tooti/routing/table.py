@@ -254,11 +254,6 @@ class RouteTable:
         at = self._last_served.get(model)
         return at is not None and self.clock() - at <= within
 
-    def model_names(self) -> list[str]:
-        """Every name and alias a node in the table serves, sorted."""
-        with self.lock:
-            return sorted(self._models)
-
     def select(self, model: str, now: float, *, only: Iterable[str] | None = None) -> list[RouteEntry]:
         """The live nodes a decision for ``model`` considers: all of a small model, else a shortlist.
 

@@ -55,7 +55,7 @@ def frame_code(error: BackendError) -> ErrorCode:
 def error_to_frame(error: BackendError) -> ErrorFrame:
     """Build the frame a node sends for ``error``."""
     code = frame_code(error)
-    status = client_status(error.status_code) if code == "bad_request" else None
+    status = error.client_status() if code == "bad_request" else None
     return ErrorFrame(code=code, message=error.message[:MAX_ERROR_MESSAGE], status=status)
 
 
