@@ -8,7 +8,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from tooti.config.model import Config, GatewaySection, VerificationSection
-from tooti.errors import BackendUnavailable
+from tooti.errors import BackendOverloaded, BackendUnavailable
 from tooti.gateway import create_app
 from tooti.network import AdvertisedModel
 from tooti.node.local import LocalNetwork
@@ -60,3 +60,15 @@ async def test_a_quarantined_node_is_never_the_fallback():
         r = await client.post("/v1/chat/completions", json=CHAT)
         assert r.status_code == 503
         assert not backends["newcomer"].calls
+
+
+async def test_a_busy_node_loses_no_reputation():
+    """``overloaded`` is not the node's fault: the request moves on and the node's standing is kept."""
+    app, backends, trust = _setup()
+    before = {peer: trust.reputation(peer) for peer in backends}
+    async with AsyncTestClient(app) as client:
+        for backend in backends.values():
+            backend.fail_with(BackendOverloaded("busy"))
+        r = await client.post("/v1/chat/completions", json=CHAT)
+        assert r.status_code == 429
+    assert all(trust.reputation(peer) >= before[peer] for peer in backends), before

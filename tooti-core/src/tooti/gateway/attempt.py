@@ -290,6 +290,7 @@ class NodeAttempt:
                 status=status,
                 failovers=self.failovers,
                 error=None if error is None else type(error).__name__,
+                node_fault=getattr(error, "node_fault", error is not None),
             )
         )
 

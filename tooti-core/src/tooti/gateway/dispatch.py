@@ -113,5 +113,6 @@ def _report(
             status=status,
             failovers=failovers,
             error="TimeoutError" if error is None else type(error).__name__,
+            node_fault=getattr(error, "node_fault", True),  # None: the node took the whole time budget
         )
     )

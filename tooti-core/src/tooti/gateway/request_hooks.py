@@ -57,6 +57,9 @@ class Completion:
     """Nodes tried before the one that answered (or before giving up)."""
     error: str | None = None
     """The error class name when ``status`` is ``failed``."""
+    node_fault: bool = False
+    """Whether that error is the node's own (:attr:`tooti.errors.BackendError.node_fault`): a client's
+    mistake, a missing model or a busy node says nothing against it."""
 
 
 @dataclass(slots=True)

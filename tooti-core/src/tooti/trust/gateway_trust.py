@@ -49,8 +49,6 @@ C = TypeVar("C", bound="Candidate")
 _FAILURE_WEIGHT = 0.5
 _SUCCESS_WEIGHT = 0.05
 _MALFORMED_WEIGHT = 5.0
-_NOT_NODE_FAULTS = frozenset({"BackendBadRequest", "ModelNotFound", None})
-"""Failures that say nothing against the node (the client's request was bad, or the model is elsewhere)."""
 
 
 class GatewayTrust:
@@ -169,7 +167,7 @@ class GatewayTrust:
             return
         if completion.status == "ok":
             self.request_succeeded(completion.peer_id)
-        elif completion.status == "failed" and completion.error not in _NOT_NODE_FAULTS:
+        elif completion.status == "failed" and completion.node_fault:
             self.request_failed(completion.peer_id)
 
     def describe(self, peer_id: str) -> dict[str, Any]:
