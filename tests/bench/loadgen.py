@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import httpx
 
-__all__ = ["Sample", "Stats", "chat_once", "run_load", "stats"]
+__all__ = ["Sample", "Stats", "chat_body", "chat_once", "run_load", "stats"]
 
 
 @dataclass
@@ -57,7 +57,8 @@ def stats(values: list[float]) -> Stats:
     return Stats(len(ordered), pct(50), pct(99), statistics.fmean(ordered), ordered)
 
 
-def _body(model: str, stream: bool, max_tokens: int) -> dict[str, Any]:
+def chat_body(model: str, *, stream: bool, max_tokens: int) -> dict[str, Any]:
+    """The chat request every benchmark sends."""
     body: dict[str, Any] = {
         "model": model,
         "messages": [{"role": "user", "content": "Count from one to twenty."}],
@@ -108,7 +109,7 @@ async def chat_once(
 ) -> Sample:
     """Send one chat completion and measure it; never raises for transport errors."""
     url = f"{base_url}/v1/chat/completions"
-    body = _body(model, stream, max_tokens)
+    body = chat_body(model, stream=stream, max_tokens=max_tokens)
     t0 = time.perf_counter()
     try:
         if stream:

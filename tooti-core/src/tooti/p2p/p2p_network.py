@@ -142,10 +142,13 @@ class P2PNetwork:
         return self._require()[1].registry.table
 
     def heartbeat_counts(self) -> dict[str, int]:
-        """Heartbeats by result (accepted, invalid, rate_limited); empty before start (read by /metrics)."""
+        """Heartbeats by result (accepted, invalid, rate_limited) and ``peers_banned``; empty before start.
+
+        Read by /metrics.
+        """
         if self._runtime is None:
             return {}
-        return self._runtime.registry.counts()
+        return {**self._runtime.registry.counts(), "peers_banned": self._runtime.bans.total}
 
     @property
     def dropped_heartbeats(self) -> int:
