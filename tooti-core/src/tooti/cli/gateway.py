@@ -35,6 +35,7 @@ def start(
     from tooti.gateway.p2p import p2p_network
     from tooti.gateway.server import parse_listen, uvicorn_config
     from tooti.plugins import PluginHost
+    from tooti.serving_gc import serving_gc_lifespan
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     path = file or default_config_file()
@@ -54,7 +55,12 @@ def start(
 
             signing_key = load_or_create_identity(identity_file)
         gateway_app = create_app(
-            config, network, PluginHost(), lifespan=[lifespan], store=store, signing_key=signing_key
+            config,
+            network,
+            PluginHost(),
+            lifespan=[lifespan, serving_gc_lifespan],
+            store=store,
+            signing_key=signing_key,
         )
     except (TootiError, ValueError) as exc:
         fail(str(exc))

@@ -59,6 +59,13 @@ def node_id(
         fail(f"cannot read identity {path}: {exc}")
 
 
+def _started(config: Config, started: NodeStarted) -> None:
+    from tooti.serving_gc import tune_gc_for_serving
+
+    _announce(config, started)
+    tune_gc_for_serving()
+
+
 def _announce(config: Config, started: NodeStarted) -> None:
     from tooti.cli._common import console
 
@@ -96,7 +103,7 @@ def start(file: ConfigFile = None) -> None:
     config, path = _config(file)
     try:
         backend = build_backend(config, source=str(path))
-        trio.run(serve_until_signal, config, backend, lambda started: _announce(config, started))
+        trio.run(serve_until_signal, config, backend, lambda started: _started(config, started))
     except TootiError as exc:
         fail(str(exc))
     except BaseExceptionGroup as group:  # trio nurseries wrap errors raised by their tasks

@@ -167,20 +167,30 @@ class NodeAttempt:
         """
         if self._pending_error is not None:
             raise self._pending_error
-        idle = self.gw.config.timeouts.idle_sec
-        now = time.perf_counter()
-        by = min(now + idle, self.deadline)
-        frames = [await self._read(by)]
         ready = getattr(self._frames, "ready_nowait", None)
+        frames = self._accept_ready(ready()) if ready is not None else []
+        if frames:  # frames already delivered need no wait, so no timer either
+            return frames
+        if self._pending_error is not None:
+            raise self._pending_error
+        idle = self.gw.config.timeouts.idle_sec
+        by = min(time.perf_counter() + idle, self.deadline)
+        frames = [await self._read(by)]
         if ready is not None and not isinstance(frames[0], Done):
-            for frame in ready():
-                try:
-                    frames.append(self._accept(frame))
-                except BackendError as exc:
-                    self._pending_error = exc  # raised on the next call, after the frames before it
-                    break
-                if isinstance(frame, Done):
-                    break
+            frames += self._accept_ready(ready())
+        return frames
+
+    def _accept_ready(self, ready: list[ResponseFrame]) -> list[ResponseFrame]:
+        """Check frames taken without waiting; a bad one is raised on the next call, after those before it."""
+        frames: list[ResponseFrame] = []
+        for frame in ready:
+            try:
+                frames.append(self._accept(frame))
+            except BackendError as exc:
+                self._pending_error = exc
+                break
+            if isinstance(frame, Done):
+                break
         return frames
 
     def _limit(self, by: float) -> str:

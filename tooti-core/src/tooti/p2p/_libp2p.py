@@ -3,13 +3,15 @@
 py-libp2p 0.8.1 bug 6 (numbered list in docs/p2p.md): ``KadDHT(protocol_prefix=...)`` is ignored on
 the wire because modules import ``PROTOCOL_ID`` by value, so every module's copy is patched before any
 ``KadDHT`` exists. Bug 8 there: ``import libp2p`` clears the ``libp2p`` logger and stops propagation; we restore it so
-libp2p warnings reach the application's handlers. Re-check the module list when the pin moves.
+libp2p warnings reach the application's handlers. Bug 9: yamux sends a window update after every read
+(see :func:`_yamux_window_updates_like_go`). Re-check the module list when the pin moves.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 __all__ = ["KAD_PROTOCOL", "prepare_libp2p"]
 
@@ -31,6 +33,7 @@ def prepare_libp2p() -> None:
 
     for module in (kad_common, kad_main, kad_routing, kad_providers, kad_values):
         module.PROTOCOL_ID = TProtocol(KAD_PROTOCOL)  # type: ignore[attr-defined]
+    _yamux_window_updates_like_go()
     if not os.environ.get("LIBP2P_DEBUG"):
         logger = logging.getLogger("libp2p")
         logger.handlers.clear()
@@ -47,3 +50,35 @@ def prepare_libp2p() -> None:
         ):
             logging.getLogger(name).setLevel(logging.CRITICAL)
     _done = True
+
+
+def _yamux_window_updates_like_go() -> None:
+    """py-libp2p bug 9 (docs/p2p.md): a yamux receiver sends one WINDOW_UPDATE per read.
+
+    0.8.1's ``YamuxStream._auto_tune_and_send_window_update`` credits the bytes of every read back
+    to the sender at once whenever any credit is outstanding (its "partial slack" branch), so a
+    streamed answer read frame by frame costs the reader one more encrypted frame written per
+    frame read, and the sender one more to decrypt and parse. Replaced with go-yamux's rule: credit
+    is returned once the outstanding amount reaches half the window (256 KiB, growing by the same
+    auto-tuning), so a sender is never held up by it and small frames cost no reply. The module
+    also read its ``PY_YAMUX_*`` settings from the environment on every read; they are fixed here
+    to the values they had at start.
+    """
+    import libp2p.stream_muxer.yamux.yamux as yamux
+
+    divisor = yamux._yamux_batch_threshold_divisor()
+    no_hysteresis = yamux._yamux_disable_hysteresis()
+    yamux._yamux_batch_threshold_divisor = lambda: divisor
+    yamux._yamux_disable_hysteresis = lambda: no_hysteresis
+    yamux._perf_yamux_debug_enabled = lambda: False
+
+    async def window_update(self: Any, *, bytes_read: int = 0) -> None:
+        async with self.window_lock:
+            buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+            if self.target_recv_window - (self.recv_window + buffered) < self._grow_threshold():
+                return
+            credit = self._grow_to_delta(buffered) + self._apply_autotune_epoch(buffered)
+        if credit > 0:
+            await self.send_window_update(credit, skip_lock=True)
+
+    yamux.YamuxStream._auto_tune_and_send_window_update = window_update  # type: ignore[method-assign]
