@@ -228,3 +228,34 @@ async def test_the_first_token_after_a_role_only_chunk_is_not_held_by_the_window
 
     # role chunk, then the first token alone (not kept 200 ms for "second"), then the rest
     assert [_count(w) for w in stream.writes] == [1, 1, 2]
+
+
+@pytest.mark.anyio
+async def test_the_request_deadline_bounds_the_whole_answer_with_a_timeout_frame():
+    """The p2p service enforces the deadline around the answer, not only the handler near it."""
+    import time
+
+    from tooti.wire.infer import ErrorFrame
+
+    async def stalls(request: InferRequest):
+        yield ChunkFrame(data={"choices": [{"index": 0, "delta": {"content": "x"}}]})
+        await trio.sleep_forever()  # a model server that stops sending, no timer of its own
+        yield Done()
+
+    service = InferService(stalls)
+    request = InferRequest(
+        request_id="w3",
+        model="fake-model",
+        stream=True,
+        body={"messages": [{"role": "user", "content": "x"}]},
+        deadline_ms=int((time.time() + 0.3) * 1000),
+    )
+    stream = FakeStream(request)
+
+    with trio.fail_after(5):
+        await service.handle(stream)  # type: ignore[arg-type]
+
+    frames = await stream.frames()
+    assert isinstance(frames[0], ChunkFrame)
+    assert isinstance(frames[-1], ErrorFrame)
+    assert frames[-1].code == "timeout"

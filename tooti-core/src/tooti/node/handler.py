@@ -40,6 +40,10 @@ __all__ = ["handle_request", "responses_usage_frame"]
 log = logging.getLogger(__name__)
 
 
+DEADLINE_GUARD_S = 30.0
+"""Within this many seconds of its deadline, a streamed answer waits for each chunk under a timer."""
+
+
 def _remaining(deadline_ms: int) -> float:
     """Seconds left before the request's deadline (``inf`` without one)."""
     if deadline_ms <= 0:
@@ -136,12 +140,22 @@ async def _streamed(
     async with closing_iter(_stream_source(backend, request, body)) as chunks:
         iterator = aiter(chunks)
         while True:
-            # The scope wraps only the wait, never a yield: cancel scopes must not span a yield.
-            with anyio.fail_after(_remaining(request.deadline_ms)):
+            remaining = _remaining(request.deadline_ms)
+            if remaining > DEADLINE_GUARD_S:
+                # Far from the deadline a timer per chunk is pure cost: the p2p service enforces
+                # the deadline around the whole answer, and a stalled server is also bounded by
+                # the backend's read timeout and by the gateway, which resets the stream at its own.
                 try:
                     chunk = await anext(iterator)
                 except StopAsyncIteration:
                     break
+            else:
+                # The scope wraps only the wait, never a yield: cancel scopes must not span a yield.
+                with anyio.fail_after(remaining):
+                    try:
+                        chunk = await anext(iterator)
+                    except StopAsyncIteration:
+                        break
             data = stats.see(chunk)
             if data is not None:
                 yield ChunkFrame(data=data)

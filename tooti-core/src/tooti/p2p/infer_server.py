@@ -15,11 +15,15 @@ the backend's stream and stops generation upstream.
 from __future__ import annotations
 
 import logging
+import math
+import time
+from contextlib import suppress
 from typing import TYPE_CHECKING, Literal
 
 import trio
 
 from tooti._aio import closing_iter
+from tooti.errors import BackendTimeout
 from tooti.p2p.framing import (
     MAX_REQUEST_FRAME,
     MAX_RESPONSE_FRAME,
@@ -32,6 +36,7 @@ from tooti.p2p.framing import (
 )
 from tooti.p2p.inbox import Inbox
 from tooti.p2p.safestream import close_stream, reset_stream
+from tooti.wire.error_codes import error_to_frame
 from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, ResponseFrame, carries_token
 
 if TYPE_CHECKING:
@@ -183,7 +188,9 @@ class InferService:
     async def _serve(self, stream: INetStream, request: InferRequest, inbox: Inbox) -> _Ending:
         """Answer one request; ``next`` when it ended with Done (the stream stays open)."""
         answer = _Answer()
-        body = trio.CancelScope()
+        # The request's deadline as one scope around the whole answer, instead of a timer armed
+        # around every chunk the backend sends (profiled: 9 % of a streaming node's CPU).
+        body = trio.CancelScope(deadline=_trio_deadline(request.deadline_ms))
         send, receive = trio.open_memory_channel[ResponseFrame](PENDING_FRAMES)
         async with trio.open_nursery() as nursery:
             # A whole answer has no chunk boundary to stop at: cancel it the moment the client resets.
@@ -222,6 +229,10 @@ class InferService:
                             await send.send(frame)
                         except (trio.BrokenResourceError, trio.ClosedResourceError):
                             break
+            if body.cancelled_caught and not inbox.reset.is_set():
+                # The deadline passed: the gateway gets a timeout, not a stream cut short.
+                with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await send.send(error_to_frame(BackendTimeout("request deadline exceeded on the node")))
 
     async def _pump(
         self,
@@ -322,6 +333,13 @@ class _Answer:
     def __init__(self) -> None:
         self.last: ResponseFrame | None = None
         self.gone = False
+
+
+def _trio_deadline(deadline_ms: int) -> float:
+    """A request's wall-clock deadline (ms since the epoch, 0 for none) on trio's clock."""
+    if deadline_ms <= 0:
+        return math.inf
+    return trio.current_time() + (deadline_ms / 1000.0 - time.time())
 
 
 async def _cancel_after_reset(inbox: Inbox, body: trio.CancelScope, grace: float) -> None:
