@@ -158,7 +158,13 @@ class Cluster:
                 "heartbeat": {"interval_sec": self.heartbeat_s},
                 # fast_upstream answers every prompt alike, which canaries rightly quarantine as a fixed
                 # reply; benchmarks measure tooti's own cost, so verification is off unless asked for.
-                "gateway": {"listen": f"127.0.0.1:{http_port}", "verification": {"enabled": False}, **gateway},
+                "gateway": {
+                    "listen": f"127.0.0.1:{http_port}",
+                    "verification": {"enabled": False},
+                    # The product's default store (SQLite), kept in the workdir, not the user's $TOOTI_HOME.
+                    "store": {"url": f"sqlite:///{self.workdir / name}.db"},
+                    **gateway,
+                },
                 "routing": {"cooldown_sec": 30.0},
             },
         )

@@ -98,10 +98,13 @@ class Upstream:
         await writer.drain()
 
     async def _stream(self, writer: asyncio.StreamWriter) -> None:
+        """The role chunk, then one token every ``chunk_delay``; the finish, usage and ``[DONE]``
+        events and the end of the body follow the last token at once, as vLLM sends them (its
+        generator yields them back to back and the server ends the body right after)."""
         writer.write(_OK + b"content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
-        for event in self._events:
+        for i, event in enumerate(self._events):  # role, tokens, finish, usage, [DONE]
             writer.write(_chunked(event))
-            if self.chunk_delay:
+            if self.chunk_delay and i < self.chunks:  # a pause before each token
                 await writer.drain()
                 await asyncio.sleep(self.chunk_delay)
         writer.write(b"0\r\n\r\n")
