@@ -7,12 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from litestar import MediaType, Request, Response, post
 from litestar.background_tasks import BackgroundTask
-from litestar.response import Stream
 
 from tooti.gateway.access import access_guard
 from tooti.gateway.body import parse_body
 from tooti.gateway.context import request_context
-from tooti.gateway.disconnect import ClientDisconnected, unless_disconnected
+from tooti.gateway.disconnect import ClientDisconnected, SSEStream, unless_disconnected
 from tooti.gateway.dispatch import open_request
 from tooti.gateway.metering import KEY_STATE, Metering
 from tooti.gateway.openapi import CHAT_OPERATION, COMPLETION_OPERATION, EMBEDDINGS_OPERATION, RESPONSES_OPERATION
@@ -59,7 +58,7 @@ async def _serve(request: Request[Any, Any, Any], kind: RequestKind) -> Response
             raise
         if parsed.stream:
             events = sse_events(attempt, parsed, ctx)
-            return Stream(
+            return SSEStream(
                 events, media_type="text/event-stream", headers=_SSE_HEADERS, background=BackgroundTask(attempt.release)
             )
         result = await collect_result(attempt)
