@@ -135,7 +135,10 @@ def bench(session: nox.Session) -> None:
     """Benchmarks (measurements, not tests): routing decisions, then overhead, throughput, failover, scale, fuzz.
 
     Writes docs/benchmarks.md and docs/benchmarks.json. ``nox -s bench -- --quick`` checks the
-    harness with small counts; ``-- --only failover`` runs one section.
+    harness with small counts; ``-- --only failover`` runs one section. Throughput, flood and the
+    16-stream overhead figures load with ``wrk`` (``apt-get install wrk``) when it is installed; the
+    Python fallback takes a large share of a 2-core machine from the gateway and node it measures,
+    and the report names the load generator used.
     """
     _sync(session, "test")
     session.run("pytest", "tooti-router-strategies/benchmarks", "--benchmark-only", "-p", "no:cacheprovider", "-q")

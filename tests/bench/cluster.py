@@ -176,16 +176,26 @@ class Cluster:
         return Gateway(proc, base_url, peer_id, f"/ip4/127.0.0.1/tcp/{p2p_port}/p2p/{peer_id}")
 
     def node(
-        self, backend: str, base_url: str, bootstrap: list[str], *, cpus: str | None = None, tcp_port: int = 0
+        self,
+        backend: str,
+        base_url: str,
+        bootstrap: list[str],
+        *,
+        cpus: str | None = None,
+        tcp_port: int = 0,
+        **node: Any,
     ) -> Node:
-        """Start a node fronting ``base_url`` with the ``backend`` plugin (``vllm`` or ``llamacpp``)."""
+        """Start a node fronting ``base_url`` with the ``backend`` plugin (``vllm`` or ``llamacpp``).
+
+        ``node`` adds settings to the config's ``node`` section (e.g. ``write_window_ms``).
+        """
         self._serial += 1
         name = f"node-{self._serial}"
         key = self.workdir / f"{name}.key"
         config = self._write(
             name,
             {
-                "node": {"name": name, "identity_key_file": str(key)},
+                "node": {"name": name, "identity_key_file": str(key), **node},
                 "listen": {"host": "127.0.0.1", "tcp_port": tcp_port},
                 "network": {"bootstrap_peers": bootstrap},
                 "backend": {"type": backend, "base_url": base_url},
