@@ -290,3 +290,45 @@ async def test_node_dying_after_only_the_role_chunk_still_fails_over(client, net
     roles = [e for e in sent[:-1] if json.loads(e)["choices"] and "role" in json.loads(e)["choices"][0]["delta"]]
     assert len(roles) == 1, "the failed node's role chunk must not reach the client"
     assert failovers((await client.get("/metrics")).text) == 1
+
+
+async def test_a_node_at_capacity_is_waited_for_instead_of_answering_429(client, backends, network):
+    """#13: one node, briefly full (c=32 against max_concurrent_requests 16): the request waits for room."""
+    import threading
+
+    network.remove_node("peerB")
+    network.remove_node("peerC")
+    backends["peerA"].fail_with(BackendOverloaded("node at max concurrent requests"))
+    # A thread, not a task: the test client runs the app in a way that holds this loop until it answers.
+    room = threading.Timer(0.3, backends["peerA"].fail_with, args=(None,))
+    room.start()
+    try:
+        r = await client.post("/v1/chat/completions", json=CHAT)
+    finally:
+        room.cancel()
+    assert r.status_code == 200
+    assert r.headers["x-tooti-node"] == "peerA"
+    assert backends["peerA"].methods().count("chat") >= 3  # tried again with pauses while it was full
+    nodes = {n["peer_id"]: n for n in (await client.get("/v1/network/nodes")).json()["data"]}
+    assert nodes["peerA"]["gateway"]["in_cooldown"] is False  # being full is not a failure
+
+
+@pytest.mark.parametrize("config", [make_config(routing={"overload_wait_sec": 0.0})])
+async def test_without_an_overload_wait_a_full_node_answers_429_at_once(client, backends, network):
+    network.remove_node("peerB")
+    network.remove_node("peerC")
+    backends["peerA"].fail_with(BackendOverloaded("node at max concurrent requests"))
+    r = await client.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 429
+    assert len(backends["peerA"].calls) == 1
+
+
+async def test_a_full_node_answers_429_once_the_overload_wait_is_over(client, backends, network):
+    network.remove_node("peerB")
+    network.remove_node("peerC")
+    backends["peerA"].fail_with(BackendOverloaded("node at max concurrent requests"))
+    started = anyio.current_time()
+    r = await client.post("/v1/chat/completions", json=CHAT)
+    waited = anyio.current_time() - started
+    assert r.status_code == 429
+    assert 1.9 <= waited < 5.0  # routing.overload_wait_sec (2 s), not the whole request budget

@@ -221,7 +221,8 @@ async def test_a_heartbeat_flood_is_rate_limited_and_honest_nodes_stay():
             assert runtime.bans.total == 1
             assert runtime.bans.banned(ID.from_base58(flooder.peer_id).to_bytes())
             banned = re.search(r"^tooti_gateway_peers_banned_total (\S+)$", metrics, re.M)
-            assert banned is not None and float(banned.group(1)) == 1
+            assert banned is not None
+            assert float(banned.group(1)) == 1
             await _until(lambda: flooder.peer_id not in runtime.connected_peers(), timeout=10)
             assert honest.peer_id in runtime.connected_peers()
             rate_limited = registry.rate_limited

@@ -260,7 +260,8 @@ def test_ten_refusals_without_a_refill_mark_a_flooder_once_even_with_accepted_he
 
     clock = _Clock()
     limit = HeartbeatRateLimit(interval_sec=5.0, burst=2, clock=clock)  # refills 1/s
-    assert limit.allow(b"p") and limit.allow(b"p")
+    assert limit.allow(b"p")
+    assert limit.allow(b"p")
     flagged = []
     for _ in range(FLOOD_REFUSALS):  # refused, and one token a second lets one through each time
         assert not limit.allow(b"p")
@@ -270,7 +271,8 @@ def test_ten_refusals_without_a_refill_mark_a_flooder_once_even_with_accepted_he
     for _ in range(3):
         assert not limit.allow(b"p")
         flagged.append(limit.flooding(b"p"))
-    assert flagged.count(True) == 1 and flagged[FLOOD_REFUSALS - 1]
+    assert flagged.count(True) == 1
+    assert flagged[FLOOD_REFUSALS - 1]
     assert not limit.flooding(b"never-seen")
 
 
@@ -294,10 +296,12 @@ def test_bans_expire_and_are_counted_once_per_ban():
     bans = PeerBans(ban_sec=10.0, clock=clock)
     assert bans.ban(b"p")
     assert not bans.ban(b"p")  # extended, not a new ban
-    assert bans.banned(b"p") and not bans.banned(b"q")
+    assert bans.banned(b"p")
+    assert not bans.banned(b"q")
     clock.now += 9.0
     assert bans.expire() == []
     clock.now += 2.0
     assert not bans.banned(b"p")
     assert bans.expire() == [b"p"]
-    assert len(bans) == 0 and bans.total == 1
+    assert len(bans) == 0
+    assert bans.total == 1

@@ -274,6 +274,9 @@ class RoutingSection(_Section):
     """Per-strategy parameters, e.g. ``params: {latency: {tolerance_ms: 20}}``."""
     max_attempts: Annotated[int, Meta(ge=1, le=10)] = 3
     cooldown_sec: Annotated[float, Meta(ge=0)] = 30.0
+    overload_wait_sec: Annotated[float, Meta(ge=0, le=60)] = 2.0
+    """When every node tried answered ``overloaded`` (at capacity), how long a request keeps trying
+    them again, with a growing pause, before the client gets 429; 0 answers 429 at once."""
 
 
 class MetricsSection(_Section):

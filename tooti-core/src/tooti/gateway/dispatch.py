@@ -4,7 +4,9 @@ Before the first token nothing has reached the client, so a failure that another
 (``BackendError.retryable``: transport, timeout, 5xx, malformed answer, ``overloaded``, a missing
 model) moves the request to the next candidate, up to ``routing.max_attempts`` with a short backoff.
 A client's mistake (``bad_request``: bad parameters, context too long, an endpoint the server lacks)
-goes straight back to the client as a 400. Whether the failing node is charged (recent failures,
+goes straight back to the client as a 400. Nodes at capacity are not failing: when every node tried
+answered ``overloaded``, the request tries them again with growing pauses (50 ms up to 250 ms) for
+up to ``routing.overload_wait_sec`` before the client gets 429. Whether the failing node is charged (recent failures,
 cooldown) is the attempt's business (:class:`~tooti.gateway.attempt.NodeAttempt`); the classification
 is the failure table in docs/gateway.md. Once the first token is in hand the caller commits the HTTP
 response and failover is no longer possible.
@@ -12,12 +14,13 @@ response and failover is no longer possible.
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import TYPE_CHECKING
 
 import anyio
 
-from tooti.errors import BackendError
+from tooti.errors import BackendError, BackendOverloaded
 from tooti.gateway.api_errors import ApiError
 from tooti.gateway.attempt import NodeAttempt
 from tooti.gateway.body import upstream_request
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["open_request"]
 
 _BACKOFF_S = 0.05
+_OVERLOAD_PAUSE_MAX_S = 0.25
 
 
 async def open_request(gw: Gateway, parsed: ParsedBody, prefs: Preferences, ctx: RequestContext) -> NodeAttempt:
@@ -57,26 +61,35 @@ async def open_request(gw: Gateway, parsed: ParsedBody, prefs: Preferences, ctx:
     last: BackendError | None = None
     tried: str | None = None
     failovers = 0
+    candidates = decision.ordered[: gw.config.routing.max_attempts]
+    wait_until = routed_at + min(gw.config.routing.overload_wait_sec, total)
     try:
-        for number, candidate in enumerate(decision.ordered[: gw.config.routing.max_attempts]):
-            if number:
-                failovers = number
-                gw.metrics.failovers.labels(model=parsed.model, reason=type(last).__name__).inc()
-                await anyio.sleep(min(_BACKOFF_S * number, max(deadline - time.perf_counter(), 0.0)))
-            if deadline - time.perf_counter() <= 0:
+        for round_ in itertools.count():
+            all_full = True  # every node of this round answered overloaded
+            for number, candidate in enumerate(candidates):
+                if number or round_:
+                    failovers += 1
+                    gw.metrics.failovers.labels(model=parsed.model, reason=type(last).__name__).inc()
+                    pause = _BACKOFF_S * number if number else _overload_pause(round_)
+                    await anyio.sleep(min(pause, max(deadline - time.perf_counter(), 0.0)))
+                if deadline - time.perf_counter() <= 0:
+                    break
+                tried = candidate.peer_id
+                attempt = NodeAttempt(gw, tried, request, deadline, ctx, routed_at=routed_at, failovers=failovers)
+                try:
+                    await attempt.open()
+                except BackendError as exc:
+                    if not exc.retryable:
+                        raise
+                    last = exc
+                    all_full = all_full and isinstance(exc, BackendOverloaded)
+                    continue
+                attempt.committed = True
+                ctx.node = candidate.peer_id
+                return attempt
+            # Nodes at capacity are not failing: wait for room (bounded) rather than answer 429.
+            if not (all_full and isinstance(last, BackendOverloaded)) or time.perf_counter() >= wait_until:
                 break
-            tried = candidate.peer_id
-            attempt = NodeAttempt(gw, tried, request, deadline, ctx, routed_at=routed_at, failovers=number)
-            try:
-                await attempt.open()
-            except BackendError as exc:
-                if not exc.retryable:
-                    raise
-                last = exc
-                continue
-            attempt.committed = True
-            ctx.node = candidate.peer_id
-            return attempt
     except BackendError as exc:
         _report(gw, parsed, ctx, tried, routed_at, failovers, "failed", exc)
         raise
@@ -87,6 +100,11 @@ async def open_request(gw: Gateway, parsed: ParsedBody, prefs: Preferences, ctx:
     if last is None:
         raise ApiError(504, "the request ran out of time before a node answered", code="timeout")
     raise last
+
+
+def _overload_pause(round_: int) -> float:
+    """The pause before trying nodes that were all at capacity again: 50, 100, 200, then 250 ms."""
+    return min(_BACKOFF_S * (1 << (round_ - 1)), _OVERLOAD_PAUSE_MAX_S)
 
 
 def _report(
