@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from accounting_cost import accounting
-from cluster import HERE, Cluster, Gateway, Node, wait_nodes
+from cluster import HERE, Cluster, Gateway, Node, Proc, wait_nodes
 from fuzz import fuzz
 from loadgen import Sample, chat_body, chat_once, run_load, stats
 from scale import scale
@@ -319,57 +319,97 @@ def _heartbeat_counts(gateway: Gateway) -> dict[str, float]:
 
 
 async def flood(workdir: Path, *, quick: bool) -> dict[str, Any]:
-    """Non-streamed throughput through one gateway while one peer floods heartbeats (issue 10).
+    """What one peer flooding heartbeats costs a gateway (issue 10).
 
     Same layout as :func:`throughput` (gateway alone on core 0; node, upstream, client and the
-    flooder on core 1): c=8 for the same duration without and then with a real libp2p peer
-    (``heartbeat_flooder.py``) publishing well-formed heartbeats as fast as it can and dialling
-    back whenever the gateway cuts it off.
+    flooder on core 1), with a real libp2p peer (``heartbeat_flooder.py``) publishing well-formed
+    heartbeats at 2,000/s and dialling back whenever the gateway cuts it off. Two measurements:
+
+    - the gateway's own CPU while idle and during a flood with no user traffic (the flood's direct
+      cost, free of the load generator's noise);
+    - non-streamed throughput at c=8 with a second flooder (a new identity), against the mean of a
+      baseline before and one after, so that the machine's speed drifting over the run (it moves
+      ±15 % over minutes on this VM) is not read as the flood's cost.
     """
     cpus = os.cpu_count() or 1
     pin_gateway, pin_rest = ("0", "1") if cpus >= 2 else (None, None)
     seconds = 5.0 if quick else 20.0
     cluster = Cluster(workdir)
+    flooders = 0
+
+    async def start_flooder() -> Proc:
+        nonlocal flooders
+        flooders += 1
+        cmd = [sys.executable, str(HERE / "heartbeat_flooder.py"), "--addr", gateway.p2p_addr]
+        flooder = cluster._spawn(f"flooder-{flooders}", [*cmd, "--seconds", str(seconds + 1)], cpus=pin_rest)
+        deadline = time.monotonic() + 30
+        while "flooding" not in flooder.log.read_text() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        return flooder
+
     try:
         upstream = cluster.upstream(chunks=8, cpus=pin_rest)
         gateway = cluster.gateway(cpus=pin_gateway)
         node = cluster.node("vllm", upstream, [gateway.p2p_addr], cpus=pin_rest)
         wait_nodes(gateway, {node.peer_id}, timeout_s=90)
+        out: dict[str, Any] = {"seconds": seconds, "client": "wrk" if wrk_available() else "python"}
+        # 1. The flood's direct cost: gateway CPU per second, idle and flooded, no user traffic.
+        before = gateway.proc.cpu_s()
+        await asyncio.sleep(seconds / 2)
+        out["idle_gateway_cpu_ms_per_s"] = round((gateway.proc.cpu_s() - before) * 1000 / (seconds / 2), 2)
+        flooder = await start_flooder()
+        before, t0 = gateway.proc.cpu_s(), time.monotonic()
+        flooder.popen.wait(seconds + 30)
+        out["flooded_gateway_cpu_ms_per_s"] = round((gateway.proc.cpu_s() - before) * 1000 / (time.monotonic() - t0), 2)
+        out |= _flooder_report(flooder, "idle_flooder_")
         if pin_rest is not None:
             os.sched_setaffinity(0, {int(pin_rest)})
         try:
+            # 2. Throughput: baseline, flood, baseline.
             await _saturate(gateway.base_url, FAST_MODEL, 1.0, 8)  # warm-up
-            out: dict[str, Any] = {"seconds": seconds, "client": "wrk" if wrk_available() else "python"}
-            cpu = _Cpu(gateway, node)
-            done, failed, elapsed = await _saturate(gateway.base_url, FAST_MODEL, seconds, 8)
-            out["baseline_req_per_s"] = round(done / elapsed, 1)
-            out["baseline_failed"] = failed
-            out |= {f"baseline_{k}": v for k, v in cpu.per_1000(done).items()}
-            before = _heartbeat_counts(gateway)
-            cmd = [sys.executable, str(HERE / "heartbeat_flooder.py"), "--addr", gateway.p2p_addr]
-            flooder = cluster._spawn("flooder", [*cmd, "--seconds", str(seconds + 1)], cpus=pin_rest)
-            deadline = time.monotonic() + 30
-            while "flooding" not in flooder.log.read_text() and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
-            cpu = _Cpu(gateway, node)
-            errors: dict[str, int] = {}
-            done, failed, elapsed = await _saturate(gateway.base_url, FAST_MODEL, seconds, 8, errors)
-            out["flood_req_per_s"] = round(done / elapsed, 1)
-            out["flood_failed"] = failed
-            out["flood_errors"] = errors
-            out |= {f"flood_{k}": v for k, v in cpu.per_1000(done).items()}
+            baselines, cpu_baseline = [], []
+            for phase in ("before", "flood", "after"):
+                counts = _heartbeat_counts(gateway)  # before the flooder: it is banned within a second
+                flooder = await start_flooder() if phase == "flood" else None
+                cpu = _Cpu(gateway, node)
+                errors: dict[str, int] = {}
+                span = seconds if phase == "flood" else seconds / 2
+                done, failed, elapsed = await _saturate(gateway.base_url, FAST_MODEL, span, 8, errors)
+                per_1000 = cpu.per_1000(done)
+                if phase == "flood":
+                    out["flood_req_per_s"] = round(done / elapsed, 1)
+                    out["flood_failed"] = failed
+                    out["flood_errors"] = errors
+                    out |= {f"flood_{k}": v for k, v in per_1000.items()}
+                    after = _heartbeat_counts(gateway)
+                    out |= {f"gateway_heartbeats_{k}": after.get(k, 0) - counts.get(k, 0) for k in after}
+                    assert flooder is not None
+                    flooder.popen.wait(30)
+                    out |= _flooder_report(flooder, "flooder_")
+                else:
+                    baselines.append(done / elapsed)
+                    cpu_baseline.append(per_1000["gateway_cpu_s_per_1000"])
+                    out[f"baseline_{phase}_req_per_s"] = round(done / elapsed, 1)
+                    out[f"baseline_{phase}_failed"] = failed
+            out["baseline_req_per_s"] = round(sum(baselines) / len(baselines), 1)
+            out["baseline_gateway_cpu_s_per_1000"] = round(sum(cpu_baseline) / len(cpu_baseline), 3)
             out["flood_throughput_ratio"] = round(out["flood_req_per_s"] / max(out["baseline_req_per_s"], 0.1), 3)
-            after = _heartbeat_counts(gateway)
-            out |= {f"gateway_heartbeats_{k}": after.get(k, 0) - before.get(k, 0) for k in after}
-            flooder.popen.wait(30)
-            report = r"published_per_s (\S+) rounds (\d+) dials (\d+) connected_s (\S+)"
-            published = re.search(report, flooder.log.read_text())
-            out["flooder_published_per_s"] = float(published.group(1)) if published else None
-            out["flooder_rounds"] = int(published.group(2)) if published else None
-            out["flooder_dials"] = int(published.group(3)) if published else None
-            out["flooder_connected_s"] = float(published.group(4)) if published else None
         finally:
             os.sched_setaffinity(0, set(range(cpus)))
     finally:
         cluster.close()
     return out
+
+
+def _flooder_report(flooder: Proc, prefix: str) -> dict[str, Any]:
+    """The flooder's closing line: heartbeats published per second, rounds in the mesh, dials, time connected."""
+    report = r"published_per_s (\S+) rounds (\d+) dials (\d+) connected_s (\S+)"
+    found = re.search(report, flooder.log.read_text())
+    if found is None:
+        return {f"{prefix}report": "missing"}
+    return {
+        f"{prefix}published_per_s": float(found.group(1)),
+        f"{prefix}rounds": int(found.group(2)),
+        f"{prefix}dials": int(found.group(3)),
+        f"{prefix}connected_s": float(found.group(4)),
+    }
