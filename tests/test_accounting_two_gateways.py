@@ -88,6 +88,13 @@ class GatewayProcess:
         self._log.close()
 
 
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/ready", timeout=5).status_code == 200
+    except httpx.ConnectError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def shared_db(postgres_server_url):
     from tooti.testing.postgres import create_database, drop_database
@@ -109,7 +116,7 @@ def cluster(llama_server, shared_db, tmp_path_factory):
         node = NodeProcess.spawn(config, workdir, "node-1")
         deadline = time.monotonic() + 90
         for g in gateways:
-            while httpx.get(f"{g.base}/ready", timeout=5).status_code != 200:
+            while not _ready(g.base):  # the p2p address is logged before the HTTP server listens
                 assert node.alive(), node.log_tail()
                 assert time.monotonic() < deadline, g.log() + node.log_tail()
                 time.sleep(0.2)

@@ -11,6 +11,7 @@ still collected; it only waits a little longer.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-__all__ = ["THRESHOLDS", "serving_gc_lifespan", "tune_gc_for_serving"]
+__all__ = ["STARTED_AFTER_S", "THRESHOLDS", "serving_gc_lifespan", "tune_gc_for_serving"]
 
 THRESHOLDS = (20_000, 50, 100)
 """Generation thresholds while serving: young collections every 20,000 allocations, old ones rarely."""
@@ -31,8 +32,16 @@ def tune_gc_for_serving() -> None:
     gc.set_threshold(*THRESHOLDS)
 
 
+STARTED_AFTER_S = 1.0
+"""Seconds after the gateway's start-up before the collector is tuned (its full collection takes a
+moment, which would otherwise delay the moment the server listens)."""
+
+
 @asynccontextmanager
 async def serving_gc_lifespan(_app: Any) -> AsyncIterator[None]:
-    """A gateway lifespan (the last one) that tunes the collector once the app has started."""
-    tune_gc_for_serving()
-    yield
+    """A gateway lifespan that tunes the collector shortly after start-up, once the server listens."""
+    handle = asyncio.get_running_loop().call_later(STARTED_AFTER_S, tune_gc_for_serving)
+    try:
+        yield
+    finally:
+        handle.cancel()
