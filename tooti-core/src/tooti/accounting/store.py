@@ -13,8 +13,6 @@ actual usage exceeded its reservation, which is charged in full rather than hidd
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -27,6 +25,9 @@ from tooti.accounting.engine import open_engine, redact_url
 from tooti.accounting.migrate import upgrade
 from tooti.accounting.records import BudgetKind, KeyRecord, Settlement, UsageRow
 from tooti.accounting.schema import api_keys, rate_windows, reservations, usage
+from tooti.api_key_format import HASH_PREFIX, KEY_PREFIX
+from tooti.api_key_format import generate_key as generate_api_key
+from tooti.api_key_format import hash_key as hash_api_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -42,21 +43,9 @@ __all__ = [
     "hash_api_key",
 ]
 
-_HASH_PREFIX = "sha256:"
-_KEY_PREFIX = "tk_"
 _SHOWN_PREFIX = 10
 _DAY_S = 86400
 _MINUTE_S = 60
-
-
-def generate_api_key() -> str:
-    """A new random API key: ``tk_`` + 32 url-safe random bytes (the same form as config keys)."""
-    return _KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_api_key(key: str) -> str:
-    """``sha256:<hex>`` of ``key``: what the store and ``gateway.api_key_hashes`` keep."""
-    return _HASH_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 class KeyNotFound(LookupError):
@@ -171,9 +160,9 @@ class AccountingStore:
         return key, _key_record(row)
 
     def _where_key(self, key_or_id: str) -> Any:
-        if key_or_id.startswith(_KEY_PREFIX):
+        if key_or_id.startswith(KEY_PREFIX):
             return api_keys.c.key_hash == hash_api_key(key_or_id)
-        if key_or_id.startswith(_HASH_PREFIX):
+        if key_or_id.startswith(HASH_PREFIX):
             return api_keys.c.key_hash == key_or_id
         return api_keys.c.id == key_or_id
 
@@ -186,7 +175,7 @@ class AccountingStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(api_keys).where(self._where_key(key_or_id))).first()
         if row is None:
-            raise KeyNotFound(key_or_id if not key_or_id.startswith(_KEY_PREFIX) else key_or_id[:_SHOWN_PREFIX] + "…")
+            raise KeyNotFound(key_or_id if not key_or_id.startswith(KEY_PREFIX) else key_or_id[:_SHOWN_PREFIX] + "…")
         return _key_record(row)
 
     def list_keys(self) -> list[KeyRecord]:

@@ -4,32 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from typing import TYPE_CHECKING
+
+from tooti.api_key_format import HASH_PREFIX, generate_key, hash_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 __all__ = ["KeyRing", "generate_key", "hash_key"]
 
-_PREFIX = "sha256:"
-
-
-def generate_key() -> str:
-    """A new random API key (``tk_`` + 32 url-safe random bytes)."""
-    return "tk_" + secrets.token_urlsafe(32)
-
-
-def hash_key(key: str) -> str:
-    """The ``sha256:<hex>`` form stored in ``gateway.api_key_hashes``."""
-    return _PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()
-
 
 class KeyRing:
     """The accepted key hashes; only hashes are kept, never the keys."""
 
     def __init__(self, hashes: Iterable[str]) -> None:
-        self._digests = [bytes.fromhex(h.removeprefix(_PREFIX)) for h in hashes]
+        self._digests = [bytes.fromhex(h.removeprefix(HASH_PREFIX)) for h in hashes]
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -44,4 +33,4 @@ class KeyRing:
         ok = False
         for known in self._digests:
             ok |= hmac.compare_digest(digest, known)
-        return _PREFIX + digest.hex() if ok else None
+        return HASH_PREFIX + digest.hex() if ok else None
