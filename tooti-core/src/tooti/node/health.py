@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
@@ -90,7 +89,6 @@ class BackendWatch:
         self.healthy = True
         self.detail = "ok"
         self.models = initial
-        self.changed_at = time.monotonic()
         self.checks = 0
         self._wake = trio.Event()
 
@@ -120,7 +118,7 @@ class BackendWatch:
         changed = ok != self.healthy
         self.detail = detail
         if changed:
-            self.healthy, self.changed_at = ok, time.monotonic()
+            self.healthy = ok
             if ok:
                 self.models = models
                 log.warning("model server is healthy again; announcing %d model(s)", len(models))

@@ -56,7 +56,6 @@ class PeerKeeper:
         self.known: dict[str, tuple[str, ...]] = {}
         """Addresses learned for each peer (without ``/p2p``), newest sources first."""
         self._saved: list[KnownPeer] = []
-        self.rounds = 0
 
     # -- sources ----------------------------------------------------------------------------------
 
@@ -138,7 +137,6 @@ class PeerKeeper:
 
     async def round(self) -> None:
         """One maintenance round (see the module docstring)."""
-        self.rounds += 1
         runtime = self.runtime
         self._learn_all()
         connected = set(runtime.connected_peers())
