@@ -255,38 +255,50 @@ def test_rate_limit_allows_a_burst_then_the_steady_rate():
     assert not limit.allow(b"p")
 
 
-def test_ten_refusals_without_a_refill_mark_a_flooder_once_even_with_accepted_heartbeats_between():
-    from tooti.p2p.heartbeat_rate import FLOOD_REFUSALS, HeartbeatRateLimit
+def test_a_burst_of_refusals_marks_a_flooder_once():
+    from tooti.p2p.heartbeat_rate import FLOOD_SCORE, HeartbeatRateLimit
 
     clock = _Clock()
-    limit = HeartbeatRateLimit(interval_sec=5.0, burst=2, clock=clock)  # refills 1/s
+    limit = HeartbeatRateLimit(interval_sec=5.0, burst=2, clock=clock)
     assert limit.allow(b"p")
     assert limit.allow(b"p")
     flagged = []
-    for _ in range(FLOOD_REFUSALS):  # refused, and one token a second lets one through each time
-        assert not limit.allow(b"p")
-        flagged.append(limit.flooding(b"p"))
-        clock.now += 1.0
-        assert limit.allow(b"p")
-    for _ in range(3):
+    for _ in range(int(FLOOD_SCORE) + 10):  # a flood: refusals 1 ms apart
+        clock.now += 0.001
         assert not limit.allow(b"p")
         flagged.append(limit.flooding(b"p"))
     assert flagged.count(True) == 1
-    assert flagged[FLOOD_REFUSALS - 1]
+    assert flagged.index(True) >= FLOOD_SCORE - 2  # not before about FLOOD_SCORE refusals
     assert not limit.flooding(b"never-seen")
 
 
-def test_a_refilled_bucket_forgives_earlier_refusals():
-    from tooti.p2p.heartbeat_rate import FLOOD_REFUSALS, HeartbeatRateLimit
+def test_a_node_sending_twice_the_allowed_rate_is_rate_limited_but_never_flagged():
+    """An operator who set a shorter heartbeat interval than this gateway's is not a flooder."""
+    from tooti.p2p.heartbeat_rate import HeartbeatRateLimit
+
+    clock = _Clock()
+    limit = HeartbeatRateLimit(interval_sec=5.0, clock=clock)  # allows 1/s
+    refused = 0
+    for _ in range(600):  # 2/s for five minutes
+        clock.now += 0.5
+        refused += not limit.allow(b"p")
+        assert not limit.flooding(b"p")
+    assert refused > 250
+
+
+def test_a_flooder_that_stops_and_comes_back_is_reported_again():
+    from tooti.p2p.heartbeat_rate import FLOOD_SCORE, HeartbeatRateLimit
 
     clock = _Clock()
     limit = HeartbeatRateLimit(interval_sec=5.0, burst=1, clock=clock)
-    for _ in range(3):  # three episodes just under the limit, each followed by a quiet second
-        assert limit.allow(b"p")
-        for _ in range(FLOOD_REFUSALS - 1):
-            assert not limit.allow(b"p")
-            assert not limit.flooding(b"p")
-        clock.now += 1.0
+    reports = 0
+    for _ in range(2):
+        for _ in range(int(FLOOD_SCORE) * 2):
+            clock.now += 0.001
+            limit.allow(b"p")
+            reports += limit.flooding(b"p")
+        clock.now += 60.0  # quiet for a minute: the score decays away
+    assert reports == 2
 
 
 def test_bans_expire_and_are_counted_once_per_ban():

@@ -7,11 +7,13 @@ heartbeats are decoded. Keys are the raw signer bytes of the gossipsub message, 
 a dict lookup and a few float operations (no base58, no JSON).
 
 Dropping excess heartbeats still costs the receiver its read, decryption and protobuf parse of
-each one, so a signer refused :data:`FLOOD_REFUSALS` times without once letting its bucket refill
-is reported as *flooding* (:meth:`HeartbeatRateLimit.flooding`) and the runtime bans it
-(``p2p/peer_bans.py``). An honest node sends at half the steady rate and is never refused once.
-Refusals are not reset by an accepted heartbeat: gossipsub's own spam limit lets a flooder's
-messages through a few at a time, and each few would otherwise start the count again.
+each one, so a signer whose refusals pile up is reported as *flooding*
+(:meth:`HeartbeatRateLimit.flooding`) and the runtime bans it (``p2p/peer_bans.py``). Refusals
+count into a score that halves every second, and :data:`FLOOD_SCORE` (20) takes a burst of twenty
+refusals or more than about fourteen a second kept up: a flooder gets there in a fraction of a
+second, while a node that merely sends faster than this gateway allows (an operator who set a
+shorter heartbeat interval: twice the allowed rate is one refusal a second, a score of about 2)
+is rate-limited as before and never banned.
 """
 
 from __future__ import annotations
@@ -22,15 +24,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
 
-__all__ = ["BURST", "FLOOD_REFUSALS", "HeartbeatRateLimit"]
+__all__ = ["BURST", "FLOOD_SCORE", "HeartbeatRateLimit"]
 
 BURST = 5
 """Heartbeats one peer may send back to back."""
-FLOOD_REFUSALS = 10
-"""Refusals (with no full refill of the bucket between) after which a signer counts as flooding.
+FLOOD_SCORE = 20.0
+"""Refusal score (each refusal adds 1, the score halves every second) at which a signer is flooding.
 
 Well under the hundred refusals after which gossipsub's score gate (``runtime._score_params``)
-stops passing a flooder's messages to the validator (past it this count would stall)."""
+stops passing a flooder's messages to the validator (past it the score would stop growing)."""
 _MAX_TRACKED = 50_000
 """Peers remembered at once; past it, peers whose bucket is full again are forgotten."""
 
@@ -49,7 +51,7 @@ class HeartbeatRateLimit:
         self.burst = float(burst)
         self._clock = clock
         self._buckets: dict[Hashable, list[float]] = {}
-        """Per signer: ``[tokens, last seen, refusals since the bucket was last full]``."""
+        """Per signer: ``[tokens, last seen, refusal score, 1.0 once reported as flooding]``."""
 
     def allow(self, peer: Hashable) -> bool:
         """Take one token from ``peer``'s bucket; ``False`` when it is empty (the message is dropped)."""
@@ -60,12 +62,15 @@ class HeartbeatRateLimit:
                 self._forget_idle(now)
                 if len(self._buckets) >= _MAX_TRACKED:
                     return False  # that many active senders at once is itself an attack
-            self._buckets[peer] = [self.burst - 1.0, now, 0.0]
+            self._buckets[peer] = [self.burst - 1.0, now, 0.0, 0.0]
             return True
-        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+        elapsed = now - bucket[1]
+        tokens = min(self.burst, bucket[0] + elapsed * self.rate)
         bucket[1] = now
-        if tokens >= self.burst:
-            bucket[2] = 0.0  # quiet long enough to refill: earlier refusals are forgiven
+        if bucket[2]:
+            bucket[2] *= 0.5**elapsed
+            if bucket[2] < 1.0:
+                bucket[3] = 0.0  # the episode is over: a later one is reported again
         if tokens < 1.0:
             bucket[0] = tokens
             bucket[2] += 1.0
@@ -74,14 +79,17 @@ class HeartbeatRateLimit:
         return True
 
     def flooding(self, peer: Hashable) -> bool:
-        """``True`` exactly once per run of refusals: when ``peer`` reaches :data:`FLOOD_REFUSALS`."""
+        """``True`` once per episode: when ``peer``'s refusal score first reaches :data:`FLOOD_SCORE`."""
         bucket = self._buckets.get(peer)
-        return bucket is not None and bucket[2] == FLOOD_REFUSALS
+        if bucket is None or bucket[2] < FLOOD_SCORE or bucket[3]:
+            return False
+        bucket[3] = 1.0
+        return True
 
     def _forget_idle(self, now: float) -> None:
         """Drop peers whose bucket has refilled: forgetting them changes nothing."""
         refill = self.burst / self.rate
-        for peer in [p for p, (_, at, _) in self._buckets.items() if now - at >= refill]:
+        for peer in [p for p, (_, at, *_) in self._buckets.items() if now - at >= refill]:
             del self._buckets[peer]
 
     def __len__(self) -> int:
