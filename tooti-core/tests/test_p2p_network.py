@@ -225,3 +225,37 @@ async def test_cancelled_requests_leave_the_connection_usable(tmp_path):
                 assert isinstance(frames[-1], Done)
             assert node.peer_id in client.connected_peers()
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_a_streamed_answer_costs_the_reader_no_window_update_per_frame(tmp_path, monkeypatch):
+    """py-libp2p bug 9 (docs/p2p.md): yamux credited every read back with its own WINDOW_UPDATE.
+
+    Credit now goes back once half the 256 KiB window is used, so a few KiB of frames, read one
+    by one, need no update at all; with 0.8.1's rule every read sent one (an extra encrypted frame
+    each way per token).
+    """
+    import libp2p.stream_muxer.yamux.yamux as yamux
+
+    updates = 0
+    send_window_update = yamux.YamuxStream.send_window_update
+
+    async def counting(self, *args, **kwargs):
+        nonlocal updates
+        updates += 1
+        return await send_window_update(self, *args, **kwargs)
+
+    monkeypatch.setattr(yamux.YamuxStream, "send_window_update", counting)
+    client = _gateway([])
+    backend = FakeBackend(models=("fake-model",), chunks=40, chunk_delay_sec=0.002)
+    with trio.fail_after(40):
+        async with trio.open_nursery() as nursery:
+            node = await nursery.start(run_node, _config(tmp_path, "w0", write_window_ms=0.0), backend)
+            await nursery.start(client.run)
+            await client.connect(node.addrs[0])
+            await _collect(client, node.peer_id, _req())  # warm: stream opened, identify done
+            before = updates
+            frames = await _collect(client, node.peer_id, _req())
+            assert sum(isinstance(f, ChunkFrame) for f in frames) >= 40  # read frame by frame
+            assert updates - before <= 2
+            nursery.cancel_scope.cancel()
