@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from tooti.cli.store_option import ConfigFileOption, StoreOption, open_store
+from tooti.cli.timespec import SinceOption, parse_since
 
 app = typer.Typer(help="Export and verify signed usage receipts (what node operators are paid from).")
 
@@ -20,19 +21,15 @@ app = typer.Typer(help="Export and verify signed usage receipts (what node opera
 @app.command("export")
 def export(
     node: Annotated[str, typer.Option("--node", help="The node's peer id.")],
-    since: Annotated[str | None, typer.Option(help="From this time: a span back (24h, 7d) or a date.")] = None,
+    since: SinceOption = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
     file: ConfigFileOption = None,
     store: StoreOption = None,
 ) -> None:
     """Write the node's receipts, one countersigned receipt per line (JSON Lines)."""
-    from tooti.cli._common import err_console, fail
-    from tooti.cli.timespec import parse_time
+    from tooti.cli._common import err_console
 
-    try:
-        since_ts = parse_time(since, future=False) if since else None
-    except ValueError as exc:
-        fail(f"--since: {exc}")
+    since_ts = parse_since(since)
     db = open_store(file, store)
     try:
         lines = db.receipts(peer_id=node, since=since_ts)

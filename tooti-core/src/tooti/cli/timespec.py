@@ -5,8 +5,13 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime
+from typing import Annotated
 
-__all__ = ["parse_time"]
+import typer
+
+__all__ = ["SinceOption", "parse_since", "parse_time"]
+
+SinceOption = Annotated[str | None, typer.Option(help="From this time: a span back (24h, 7d) or a date.")]
 
 _SPAN = re.compile(r"^(?P<n>\d+(?:\.\d+)?)(?P<unit>[smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -33,3 +38,15 @@ def parse_time(text: str, *, future: bool) -> float:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
+
+
+def parse_since(since: str | None) -> float | None:
+    """The ``--since`` option as Unix seconds (``None`` without one); exits naming the option when invalid."""
+    if not since:
+        return None
+    try:
+        return parse_time(since, future=False)
+    except ValueError as exc:
+        from tooti.cli._common import fail
+
+        fail(f"--since: {exc}")

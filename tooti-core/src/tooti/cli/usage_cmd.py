@@ -9,12 +9,13 @@ from typing import Annotated
 import typer
 
 from tooti.cli.store_option import ConfigFileOption, StoreOption, open_store
+from tooti.cli.timespec import SinceOption, parse_since
 
 
 def usage(
     key: Annotated[str | None, typer.Option("--key", help="Only this key (id, key or hash).")] = None,
     node: Annotated[str | None, typer.Option("--node", help="Only requests served by this node peer id.")] = None,
-    since: Annotated[str | None, typer.Option(help="From this time: a span back (24h, 7d) or a date.")] = None,
+    since: SinceOption = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="Recent rows to show.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     file: ConfigFileOption = None,
@@ -25,13 +26,9 @@ def usage(
     from rich.table import Table
 
     from tooti.accounting.store import KeyNotFound
-    from tooti.cli._common import console, fail
-    from tooti.cli.timespec import parse_time
+    from tooti.cli._common import console
 
-    try:
-        since_ts = parse_time(since, future=False) if since else None
-    except ValueError as exc:
-        fail(f"--since: {exc}")
+    since_ts = parse_since(since)
     db = open_store(file, store)
     try:
         key_id = None
