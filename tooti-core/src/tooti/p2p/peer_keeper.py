@@ -98,29 +98,22 @@ class PeerKeeper:
     # -- dialling ---------------------------------------------------------------------------------
 
     async def _dial(self, peer: str, addrs: Iterable[str], pinned: bool = False) -> bool:
-        """One bounded dial through scopes and backoff; ``True`` when connected."""
-        import multiaddr
+        """One bounded dial through scopes and backoff (:meth:`P2PRuntime.dial`); ``True`` when connected."""
         from libp2p.peer.id import ID
-        from libp2p.peer.peerinfo import PeerInfo
 
         runtime = self.runtime
-        allowed = list(addrs)
-        if runtime.scopes is not None:
-            allowed = runtime.scopes.filter(allowed)
-        if not allowed or not runtime.backoff.allow(peer):
-            return False
+        if runtime.backoff.wait_left(peer) > 0:
+            return False  # quietly: a configured gateway that is down would log every round
         try:
-            info = PeerInfo(ID.from_base58(peer), [multiaddr.Multiaddr(a) for a in allowed])
-        except Exception:  # noqa: BLE001 - a malformed id or address learned from a peer
+            peer_id = ID.from_base58(peer)
+        except Exception:  # noqa: BLE001 - a malformed id learned from a peer
             runtime.backoff.failed(peer)
             return False
         try:
-            await runtime.connect_info(info)
+            await runtime.dial(peer_id, addrs)
         except BackendUnavailable as exc:
-            runtime.backoff.failed(peer)
             log.log(logging.INFO if pinned else logging.DEBUG, "peer %s unreachable: %s", peer, exc.message)
             return False
-        runtime.backoff.succeeded(peer)
         return True
 
     def _worth_dialling(self, peer: str, addrs: tuple[str, ...], connected: set[str]) -> bool:

@@ -40,7 +40,7 @@ from tooti.p2p.stream_pool import StreamPool
 from tooti.wire.infer import PROTOCOL_ID
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
+    from collections.abc import AsyncGenerator, Iterable
 
     from libp2p.abc import IHost
     from libp2p.crypto.keys import KeyPair
@@ -474,13 +474,9 @@ class P2PRuntime:
 
     async def _ensure_connected(self, peer: ID) -> None:
         """Dial ``peer`` at the addresses its heartbeat announced when no connection exists yet."""
-        import multiaddr
-        from libp2p.peer.peerinfo import PeerInfo
-
         if peer in self.host.get_connected_peers():
             return
-        name = str(peer.to_base58())
-        view = self.registry.get(name)
+        view = self.registry.get(str(peer.to_base58()))
         announced = list(view.addrs) if view else []
         if not announced:
             from libp2p.peer.peerstore import PeerStoreError
@@ -489,8 +485,24 @@ class P2PRuntime:
                 announced = [str(a) for a in self.host.get_peerstore().addrs(peer)]
             except PeerStoreError:
                 announced = []
-        addrs = self.scopes.filter(announced) if self.scopes is not None else announced
-        if not addrs:
+        await self.dial(peer, announced)
+
+    async def dial(self, peer: ID, addrs: Iterable[str]) -> None:
+        """Dial ``peer`` at those of ``addrs`` inside the dial scopes, spaced by the per-peer backoff.
+
+        The one dial procedure for requests (:meth:`_ensure_connected`) and the peer keeper.
+
+        Raises:
+            BackendUnavailable: no address in scope, dialled moments ago, or unreachable (the reason
+                is in the message).
+        """
+        import multiaddr
+        from libp2p.peer.peerinfo import PeerInfo
+
+        name = str(peer.to_base58())
+        announced = list(addrs)
+        allowed = self.scopes.filter(announced) if self.scopes is not None else announced
+        if not allowed:
             why = "outside the dial scopes" if announced else "known"
             raise BackendUnavailable(f"no address of peer {peer} is {why}")
         if not self.backoff.allow(name):
@@ -498,7 +510,12 @@ class P2PRuntime:
                 f"peer {peer} was dialled moments ago; next dial in {self.backoff.wait_left(name):.1f} s"
             )
         try:
-            await self._connect_info(PeerInfo(peer, [multiaddr.Multiaddr(a) for a in addrs]), CONNECT_TIMEOUT)
+            info = PeerInfo(peer, [multiaddr.Multiaddr(a) for a in allowed])
+        except Exception as exc:  # noqa: BLE001 - a malformed address learned from a peer
+            self.backoff.failed(name)
+            raise BackendUnavailable(f"malformed address of peer {peer}: {type(exc).__name__}") from None
+        try:
+            await self._connect_info(info, CONNECT_TIMEOUT)
         except BackendUnavailable:
             self.backoff.failed(name)
             raise
