@@ -197,7 +197,7 @@ class InferService:
             grace = RESET_GRACE if request.stream else 0.0
             nursery.start_soon(_cancel_after_reset, inbox, body, grace)
             async with trio.open_nursery() as work:
-                work.start_soon(self._produce, request, send, inbox, body)
+                work.start_soon(self._produce, request, send, inbox, body, answer)
                 try:
                     await self._pump(stream, receive, inbox, answer)
                 except _ClientGone:
@@ -217,22 +217,32 @@ class InferService:
         send: trio.MemorySendChannel[ResponseFrame],
         inbox: Inbox,
         body: trio.CancelScope,
+        answer: _Answer,
     ) -> None:
         """Read the backend's frames into ``send`` until the answer ends or the client is gone."""
         async with send:
-            with body:
-                async with closing_iter(self.handler(request)) as frames:
-                    async for frame in frames:
-                        if inbox.reset.is_set():
-                            break  # close the backend stream between chunks, not mid-read
-                        try:
-                            await send.send(frame)
-                        except (trio.BrokenResourceError, trio.ClosedResourceError):
-                            break
-            if body.cancelled_caught and not inbox.reset.is_set():
-                # The deadline passed: the gateway gets a timeout, not a stream cut short.
-                with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                    await send.send(error_to_frame(BackendTimeout("request deadline exceeded on the node")))
+            try:
+                with body:
+                    async with closing_iter(self.handler(request)) as frames:
+                        async for frame in frames:
+                            if inbox.reset.is_set():
+                                break  # close the backend stream between chunks, not mid-read
+                            try:
+                                # Without waking the writer: it sleeps through its write window and
+                                # takes what queued up (the backend read already checkpoints).
+                                send.send_nowait(frame)
+                            except trio.WouldBlock:
+                                await send.send(frame)
+                            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                                break
+                            if not isinstance(frame, ChunkFrame):
+                                answer.end_window()  # usage, Done, an error: no reason to hold them
+                if body.cancelled_caught and not inbox.reset.is_set():
+                    # The deadline passed: the gateway gets a timeout, not a stream cut short.
+                    with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                        await send.send(error_to_frame(BackendTimeout("request deadline exceeded on the node")))
+            finally:
+                answer.end_window()
 
     async def _pump(
         self,
@@ -258,7 +268,7 @@ class InferService:
             size = len(batch[0])
             is_chunk = isinstance(frame, ChunkFrame)
             if first_token_sent and self.write_window > 0 and is_chunk:
-                size = await self._gather_window(receive, answer, batch, size)
+                await self._wait_window(answer)
             # Content-free chunks (a role-only delta) do not count: the first token itself goes at once.
             first_token_sent = first_token_sent or not isinstance(frame, ChunkFrame) or carries_token(frame.data)
             await self._gather_ready(receive, answer, batch, size)
@@ -266,20 +276,19 @@ class InferService:
                 return
             await self._write(stream, batch[0] if len(batch) == 1 else b"".join(batch))
 
-    async def _gather_window(
-        self, receive: trio.MemoryReceiveChannel[ResponseFrame], answer: _Answer, batch: list[bytes], size: int
-    ) -> int:
-        """Add the frames that arrive within the write window (or until the answer ends) to ``batch``."""
-        with trio.move_on_after(self.write_window):
-            while size < COALESCE_BYTES and not isinstance(answer.last, Done | ErrorFrame):
-                try:
-                    more = await receive.receive()
-                except trio.EndOfChannel:
-                    break
-                answer.last = more
-                batch.append(self._encode(more))
-                size += len(batch[-1])
-        return size
+    async def _wait_window(self, answer: _Answer) -> None:
+        """Sleep through the write window, or until the producer has an answer's last frames.
+
+        The writer sleeps instead of taking each chunk as it arrives: a token then costs the
+        producer a buffered send and nothing else, where waking the writer per token cost a trio
+        task switch per token (what follows, :meth:`_gather_ready`, takes what queued up).
+        """
+        if answer.ending:
+            return
+        with trio.move_on_after(self.write_window) as window:
+            answer.window = window
+            await trio.sleep_forever()
+        answer.window = None
 
     async def _gather_ready(
         self, receive: trio.MemoryReceiveChannel[ResponseFrame], answer: _Answer, batch: list[bytes], size: int
@@ -326,13 +335,22 @@ class InferService:
 
 
 class _Answer:
-    """How one answer went: the last frame queued for the client, and whether the client left."""
+    """How one answer went (the last frame queued for the client, whether the client left), and
+    the writer's open write window, which the producer ends when the answer's last frames are in."""
 
-    __slots__ = ("gone", "last")
+    __slots__ = ("ending", "gone", "last", "window")
 
     def __init__(self) -> None:
         self.last: ResponseFrame | None = None
         self.gone = False
+        self.ending = False
+        self.window: trio.CancelScope | None = None
+
+    def end_window(self) -> None:
+        """No more chunks to wait for: write what is queued now, and do not wait again."""
+        self.ending = True
+        if self.window is not None:
+            self.window.cancel()
 
 
 def _trio_deadline(deadline_ms: int) -> float:
