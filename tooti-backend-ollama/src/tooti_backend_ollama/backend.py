@@ -127,10 +127,7 @@ class OllamaBackend:
         self.in_flight += 1
         try:
             lines = LineSplitter()
-            async with (
-                self.http.stream("POST", path, json=request) as response,
-                self.http.body(response) as body,
-            ):
+            async with self.http.stream_body("POST", path, json=request) as body:
                 async for raw in body:
                     for chunk in _translate(lines.feed(raw), translator):
                         yield chunk

@@ -115,10 +115,7 @@ class OpenAICompatBackend:
         """
         lines, events = LineSplitter(), SSEDecoder()
         ended = False
-        async with (
-            self.http.stream("POST", self.responses_path, json={**body, "stream": True}) as response,
-            self.http.body(response) as chunks,
-        ):
+        async with self.http.stream_body("POST", self.responses_path, json={**body, "stream": True}) as chunks:
             async for raw in chunks:
                 for data in _events(lines.feed(raw), events):
                     event = self._response_event(data)
@@ -166,7 +163,7 @@ class OpenAICompatBackend:
     async def _sse(self, path: str, body: JSONObject) -> AsyncIterator[JSONObject]:
         lines, events = LineSplitter(), SSEDecoder()
         done = False  # after [DONE] the body is still read to its end so the connection is reused
-        async with self.http.stream("POST", path, json=body) as response, self.http.body(response) as chunks:
+        async with self.http.stream_body("POST", path, json=body) as chunks:
             async for raw in chunks:
                 for data in _events(lines.feed(raw), events):
                     done = done or data.strip() == DONE
