@@ -99,30 +99,35 @@ class _NoAnswer(Exception):
 class _Message:
     """httptools' callbacks for one response: headers, body pieces not yet handed out, completion."""
 
-    __slots__ = ("body", "complete", "head_bytes", "head_done", "headers", "keep_alive", "parser")
+    __slots__ = ("body", "complete", "head_done", "headers", "informational", "keep_alive", "parser")
 
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.headers: list[tuple[bytes, bytes]] = []
-        self.head_bytes = 0
         self.head_done = False
+        self.informational = False
         self.body: list[bytes] = []
         self.complete = False
         self.keep_alive = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_bytes += len(name) + len(value)
-        if self.head_bytes > MAX_HEAD_BYTES:
-            raise httpx.RemoteProtocolError(f"the model server's response head exceeds {MAX_HEAD_BYTES} bytes")
         self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        self.head_done = True
+        # A 1xx answer comes before the real one and is skipped (RFC 9110, 15.2); llhttp then
+        # parses the next answer on the same connection.
+        self.informational = self.parser.get_status_code() < 200
+        if self.informational:
+            self.headers = []
+        else:
+            self.head_done = True
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        if self.informational:
+            return
         self.complete = True
         self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the message is done
 
@@ -275,8 +280,10 @@ class DirectAnswer:
         if scope.cancelled_caught:
             raise httpx.WriteTimeout("writing the request to the model server timed out")
         message = self._message
-        received = False
+        received = 0
         while not message.head_done:
+            if received > MAX_HEAD_BYTES:
+                raise httpx.RemoteProtocolError(f"the model server's response head exceeds {MAX_HEAD_BYTES} bytes")
             try:
                 data = await _receive(conn, self._client.timeout)
             except httpx.ReadError:
@@ -287,11 +294,9 @@ class DirectAnswer:
                 if received:
                     raise httpx.RemoteProtocolError("the model server closed the connection inside a response head")
                 raise _NoAnswer
-            received = True
+            received += len(data)
             self._feed(data)
         self.status_code = self._message.parser.get_status_code()
-        if self.status_code < 200:  # we never send ``Expect``, so no server has a reason for one
-            raise httpx.RemoteProtocolError(f"the model server sent an informational answer ({self.status_code})")
 
     def _feed(self, data: bytes) -> None:
         try:
