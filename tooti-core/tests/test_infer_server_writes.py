@@ -231,6 +231,36 @@ async def test_the_first_token_after_a_role_only_chunk_is_not_held_by_the_window
 
 
 @pytest.mark.anyio
+async def test_the_end_of_an_answer_is_not_held_by_the_window():
+    """Usage and Done go out when they are in, though the handler lingers (closing its upstream)."""
+    written_at: list[float] = []
+
+    async def handler(request):
+        yield ChunkFrame(data={"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "a"}}]})
+        await trio.sleep(0.01)
+        yield ChunkFrame(data={"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "b"}}]})
+        yield UsageFrame(prompt_tokens=1, completion_tokens=2, total_tokens=3)
+        yield Done()
+        await trio.sleep(2)  # the backend still closing its connection: nothing more to send
+
+    class TimedStream(FakeStream):
+        async def write(self, data: bytes) -> None:
+            await super().write(data)
+            written_at.append(trio.current_time())
+
+    service = InferService(handler, write_window=1.0)
+    stream = TimedStream(_request())
+    started = trio.current_time()
+    await service.handle(stream)  # type: ignore[arg-type]
+
+    frames = await stream.frames()
+    assert isinstance(frames[-1], Done)
+    # "b", usage and Done together, right after "b" arrived: not after the 1 s window, nor after the 2 s linger
+    assert [_count(w) for w in stream.writes] == [1, 3]
+    assert written_at[-1] - started < 0.5
+
+
+@pytest.mark.anyio
 async def test_the_request_deadline_bounds_the_whole_answer_with_a_timeout_frame():
     """The p2p service enforces the deadline around the answer, not only the handler near it."""
     import time

@@ -285,9 +285,9 @@ class InferService:
         """
         if answer.ending:
             return
-        with trio.move_on_after(self.write_window) as window:
+        with trio.CancelScope() as window:
             answer.window = window
-            await trio.sleep_forever()
+            await trio.sleep(self.write_window)
         answer.window = None
 
     async def _gather_ready(
@@ -335,8 +335,10 @@ class InferService:
 
 
 class _Answer:
-    """How one answer went (the last frame queued for the client, whether the client left), and
-    the writer's open write window, which the producer ends when the answer's last frames are in."""
+    """How one answer went: the last frame queued for the client, whether the client left.
+
+    Also the writer's open write window, which the producer ends when the answer's last frames are in.
+    """
 
     __slots__ = ("ending", "gone", "last", "window")
 
