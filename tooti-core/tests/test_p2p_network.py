@@ -259,3 +259,100 @@ async def test_a_streamed_answer_costs_the_reader_no_window_update_per_frame(tmp
             assert sum(isinstance(f, ChunkFrame) for f in frames) >= 40  # read frame by frame
             assert updates - before <= 2
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_concurrent_writes_of_every_size_arrive_whole_on_one_connection(caplog):
+    """py-libp2p bug 10 (docs/p2p.md): writes that fit the send window skip the library's locks.
+
+    Several streams of one connection write at once, small writes (the lean path) interleaved with
+    writes larger than a yamux frame and than the 256 KiB send window (the library's own path,
+    which waits for window credit); every byte must arrive, in order, on its own stream, and no
+    write may overrun the receiver's window.
+    """
+    import logging
+
+    from libp2p.custom_types import TProtocol
+
+    proto = TProtocol("/tooti-test/bytes/1.0.0")
+    received: dict[int, bytearray] = {}
+    done = trio.Event()
+
+    async def sink(stream):
+        buf = bytearray()
+        while True:
+            try:
+                data = await stream.read(65536)
+            except Exception:  # noqa: BLE001 - EOF in any of py-libp2p's forms ends the stream
+                break
+            if not data:
+                break
+            buf += data
+        received[buf[0]] = buf
+        if len(received) == 4:
+            done.set()
+
+    def payload(n: int) -> list[bytes]:
+        sizes = [1, 300, 70_000, 12, 600_000, 5, 4_096] * 3
+        return [bytes([n]) + bytes((n + i) % 251 for i in range(size)) for size in sizes]
+
+    writer = _gateway([])
+    reader = _gateway([])
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(reader.run)
+            await nursery.start(writer.run)
+            reader.host.set_stream_handler(proto, sink)
+            await writer.connect(reader.listen_addrs()[0])
+            caplog.set_level(logging.WARNING, logger="libp2p.stream_muxer.yamux.yamux")
+
+            async def send(n: int) -> None:
+                stream = await writer.host.new_stream(reader.host.get_id(), [proto])
+                for piece in payload(n):
+                    await stream.write(piece)
+                    await trio.sleep(0)
+                await stream.close()
+
+            async with trio.open_nursery() as writers:
+                for n in range(4):
+                    writers.start_soon(send, n)
+            await done.wait()
+            nursery.cancel_scope.cancel()
+    for n in range(4):
+        assert received[n] == b"".join(payload(n))
+    assert not [r for r in caplog.records if "exceeded receive window" in r.getMessage()]
+
+
+@pytest.mark.anyio
+async def test_lean_writes_charge_the_send_window():
+    """py-libp2p bug 10: a write that skips the locks still spends send window, so a reader that
+    does not read holds the writer back exactly as yamux's flow control says."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.stream_muxer.yamux.yamux import DEFAULT_WINDOW_SIZE
+
+    proto = TProtocol("/tooti-test/idle/1.0.0")
+    release = trio.Event()
+
+    async def idle(stream):
+        await release.wait()  # reads nothing: no window credit goes back
+
+    writer = _gateway([])
+    reader = _gateway([])
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(reader.run)
+            await nursery.start(writer.run)
+            reader.host.set_stream_handler(proto, idle)
+            await writer.connect(reader.listen_addrs()[0])
+            stream = await writer.host.new_stream(reader.host.get_id(), [proto])
+            muxed = stream.muxed_stream
+            start = muxed.send_window  # the window less the protocol negotiation's bytes
+            assert DEFAULT_WINDOW_SIZE - 1000 < start <= DEFAULT_WINDOW_SIZE
+            for _ in range(100):
+                await stream.write(b"x" * 1000)
+            assert muxed.send_window == start - 100_000
+            with trio.move_on_after(0.5) as blocked:  # more than the window: the write must wait
+                await stream.write(b"y" * (start - 100_000 + 1))
+            assert blocked.cancelled_caught
+            release.set()
+            nursery.cancel_scope.cancel()

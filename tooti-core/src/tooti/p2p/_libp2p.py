@@ -4,7 +4,8 @@ py-libp2p 0.8.1 bug 6 (numbered list in docs/p2p.md): ``KadDHT(protocol_prefix=.
 the wire because modules import ``PROTOCOL_ID`` by value, so every module's copy is patched before any
 ``KadDHT`` exists. Bug 8 there: ``import libp2p`` clears the ``libp2p`` logger and stops propagation; we restore it so
 libp2p warnings reach the application's handlers. Bug 9: yamux sends a window update after every read
-(see :func:`_yamux_window_updates_like_go`). Re-check the module list when the pin moves.
+(see :func:`_yamux_window_updates_like_go`). Bug 10: per-frame overhead on the write path (see
+:func:`_lean_frame_writes`). Re-check the module list and the patched methods when the pin moves.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def prepare_libp2p() -> None:
         module.PROTOCOL_ID = TProtocol(KAD_PROTOCOL)  # type: ignore[attr-defined]
     _yamux_window_updates_like_go()
     if not os.environ.get("LIBP2P_DEBUG"):
+        _lean_frame_writes()
         logger = logging.getLogger("libp2p")
         logger.handlers.clear()
         logger.setLevel(logging.WARNING)
@@ -82,3 +84,40 @@ def _yamux_window_updates_like_go() -> None:
             await self.send_window_update(credit, skip_lock=True)
 
     yamux.YamuxStream._auto_tune_and_send_window_update = window_update  # type: ignore[method-assign]
+
+
+def _lean_frame_writes() -> None:
+    """py-libp2p bug 10 (docs/p2p.md): every frame written pays for bookkeeping it does not need.
+
+    0.8.1's ``YamuxStream.write`` takes a read-write lock and the window lock (two trio schedule
+    points) and formats a debug message before every frame; ``Yamux._write_frame`` then decodes
+    the frame's header again to format another debug message, and takes one more schedule point
+    after the write. With debug logging off (``LIBP2P_DEBUG`` unset) a write that fits the send
+    window and one yamux frame now checks and charges the window without awaiting (trio runs one
+    task at a time, so nothing can interleave there) and writes under the connection's write lock
+    alone, which keeps frames whole and in order; any other write (window exhausted, larger than a
+    frame, stream closing) takes the library's own path.
+    """
+    import struct
+
+    import libp2p.stream_muxer.yamux.yamux as yamux
+
+    original_write = yamux.YamuxStream.write
+    header = struct.Struct(yamux.YAMUX_HEADER_FORMAT)
+    max_payload = yamux.MAX_MESSAGE_SIZE - yamux.HEADER_SIZE
+    data_type = yamux.TYPE_DATA
+
+    async def write(self: Any, data: bytes) -> None:
+        size = len(data)
+        if 0 < size <= self.send_window and size <= max_payload and not (self.send_closed or self.closed):
+            self.send_window -= size
+            await self.conn._write_frame(header.pack(0, data_type, 0, self.stream_id, size) + data)
+            return
+        await original_write(self, data)
+
+    async def write_frame(self: Any, data: bytes) -> None:
+        async with self._write_lock:  # its acquisition is the schedule point
+            await self.secured_conn.write(data)
+
+    yamux.YamuxStream.write = write  # type: ignore[method-assign]
+    yamux.Yamux._write_frame = write_frame  # type: ignore[method-assign]
