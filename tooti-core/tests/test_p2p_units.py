@@ -317,3 +317,66 @@ def test_bans_expire_and_are_counted_once_per_ban():
     assert bans.expire() == [b"p"]
     assert len(bans) == 0
     assert bans.total == 1
+
+
+def _tcp_pair():
+    import socket as stdsocket
+
+    listener = stdsocket.create_server(("127.0.0.1", 0))
+    ours = stdsocket.create_connection(listener.getsockname())
+    theirs, _ = listener.accept()
+    listener.close()
+    return ours, theirs
+
+
+@pytest.mark.anyio
+async def test_tcp_reads_take_what_arrived_together_from_one_socket_read():
+    """py-libp2p bug 11 (docs/p2p.md): a length prefix and the message behind it cost one socket read."""
+    import socket as stdsocket
+
+    import trio
+    from libp2p.io.exceptions import ConnectionClosedError
+    from libp2p.io.trio import TrioTCPStream
+
+    from tooti.p2p._libp2p import prepare_libp2p
+
+    prepare_libp2p()
+    ours, theirs = _tcp_pair()
+    stream = TrioTCPStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
+    socket_reads = 0
+    receive_some = stream.stream.receive_some
+
+    async def counting(max_bytes=None):
+        nonlocal socket_reads
+        socket_reads += 1
+        return await receive_some(max_bytes)
+
+    stream.stream.receive_some = counting  # type: ignore[method-assign]
+    try:
+        theirs.sendall(b"\x00\x04abcd\x00\x02ef")
+        await trio.sleep(0.05)
+        assert await stream.read(2) == b"\x00\x04"
+        assert await stream.read(4) == b"abcd"
+        assert await stream.read(2) == b"\x00\x02"
+        assert await stream.read(None) == b"ef"
+        assert socket_reads == 1
+        theirs.sendall(b"gh")
+        theirs.close()
+        assert await stream.read(1) == b"g"
+        assert await stream.read(5) == b"h"  # what is in hand first, then the end
+        assert await stream.read(5) == b""
+        assert socket_reads == 3
+    finally:
+        theirs.close()
+        await stream.close()
+
+    ours, theirs = _tcp_pair()
+    reset = TrioTCPStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
+    try:
+        theirs.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_LINGER, struct.pack("ii", 1, 0))
+        theirs.close()  # an RST, not a FIN
+        await trio.sleep(0.05)
+        with pytest.raises(ConnectionClosedError):
+            await reset.read(2)
+    finally:
+        await reset.close()

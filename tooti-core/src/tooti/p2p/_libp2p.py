@@ -5,7 +5,8 @@ the wire because modules import ``PROTOCOL_ID`` by value, so every module's copy
 ``KadDHT`` exists. Bug 8 there: ``import libp2p`` clears the ``libp2p`` logger and stops propagation; we restore it so
 libp2p warnings reach the application's handlers. Bug 9: yamux sends a window update after every read
 (see :func:`_yamux_window_updates_like_go`). Bug 10: per-frame overhead on the write path (see
-:func:`_lean_frame_writes`). Re-check the module list and the patched methods when the pin moves.
+:func:`_lean_frame_writes`). Bug 11: a socket read per length prefix (see
+:func:`_buffered_tcp_reads`). Re-check the module list and the patched methods when the pin moves.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import os
 from typing import Any
 
-__all__ = ["KAD_PROTOCOL", "prepare_libp2p"]
+__all__ = ["KAD_PROTOCOL", "READ_AHEAD", "prepare_libp2p"]
 
 KAD_PROTOCOL = "/tooti/kad/1.0.0"
 _done = False
@@ -35,6 +36,7 @@ def prepare_libp2p() -> None:
     for module in (kad_common, kad_main, kad_routing, kad_providers, kad_values):
         module.PROTOCOL_ID = TProtocol(KAD_PROTOCOL)  # type: ignore[attr-defined]
     _yamux_window_updates_like_go()
+    _buffered_tcp_reads()
     if not os.environ.get("LIBP2P_DEBUG"):
         _lean_frame_writes()
         logger = logging.getLogger("libp2p")
@@ -121,3 +123,57 @@ def _lean_frame_writes() -> None:
 
     yamux.YamuxStream.write = write  # type: ignore[method-assign]
     yamux.Yamux._write_frame = write_frame  # type: ignore[method-assign]
+
+
+READ_AHEAD = 64 * 1024
+"""Bytes asked of the socket per read: a Noise message and its length prefix, often several."""
+
+
+def _buffered_tcp_reads() -> None:
+    """py-libp2p bug 11 (docs/p2p.md): every read goes to the socket for exactly what it needs.
+
+    0.8.1's ``TrioTCPStream.read(n)`` takes a lock and calls ``receive_some(n)``, so a Noise message
+    costs one socket read (a lock, a trio wait) for its 2-byte length prefix and another for its
+    body, and messages that arrived together are still read piece by piece. Reads now ask the
+    socket for up to :data:`READ_AHEAD` bytes and later reads take what is left, without the lock
+    or an await while bytes are in hand and no read is in flight (trio runs one task at a time, so
+    nothing interleaves with taking them). Measured between two processes, 100-byte messages 1 ms
+    apart: reader CPU 133-140 -> 124-125 us per message. Errors are the library's: a reset raises
+    ``ConnectionClosedError``, a locally closed socket reads as EOF (after the bytes in hand).
+    """
+    import trio
+    from libp2p.io.exceptions import ConnectionClosedError
+    from libp2p.io.trio import TrioTCPStream
+
+    def take(held: bytearray, n: int | None) -> bytes:
+        if n is None or n >= len(held):
+            out = bytes(held)
+            held.clear()
+        else:
+            out = bytes(held[:n])
+            del held[:n]
+        return out
+
+    async def read(self: Any, n: int | None = None) -> bytes:
+        if n == 0:
+            return b""
+        held: bytearray | None = self.__dict__.get("_tooti_read_ahead")
+        if held is None:
+            held = self._tooti_read_ahead = bytearray()
+        if held and not self.read_lock.locked():
+            return take(held, n)
+        async with self.read_lock:
+            if held:
+                return take(held, n)
+            try:
+                data: bytes = await self.stream.receive_some(READ_AHEAD)
+            except trio.BrokenResourceError as error:
+                raise ConnectionClosedError(f"TCP connection reset by remote peer: {error}", transport="tcp") from error
+            except trio.ClosedResourceError:
+                return b""  # closed here: EOF for the reader, as the library does
+            if n is not None and len(data) > n:
+                held += memoryview(data)[n:]
+                return data[:n]
+            return data
+
+    TrioTCPStream.read = read  # type: ignore[method-assign]
