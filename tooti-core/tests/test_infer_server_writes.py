@@ -261,6 +261,35 @@ async def test_the_end_of_an_answer_is_not_held_by_the_window():
 
 
 @pytest.mark.anyio
+async def test_chunks_slower_than_the_window_are_written_at_once():
+    """A backend slower than the window (a real model) gains nothing from waiting: no chunk is held."""
+    yielded_at: list[float] = []
+    written_at: list[float] = []
+
+    async def handler(request):
+        for word in ("a", "b", "c", "d"):
+            yielded_at.append(trio.current_time())
+            yield ChunkFrame(
+                data={"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": word}}]}
+            )
+            await trio.sleep(0.3)
+        yield Done()
+
+    class TimedStream(FakeStream):
+        async def write(self, data: bytes) -> None:
+            await super().write(data)
+            written_at.append(trio.current_time())
+
+    service = InferService(handler, write_window=0.2)
+    stream = TimedStream(_request())
+    await service.handle(stream)  # type: ignore[arg-type]
+
+    assert [_count(w) for w in stream.writes] == [1, 1, 1, 1, 1]
+    # every chunk went out as it came, not 0.2 s later (the window is for backends faster than it)
+    assert max(w - y for w, y in zip(written_at, yielded_at, strict=False)) < 0.1
+
+
+@pytest.mark.anyio
 async def test_the_request_deadline_bounds_the_whole_answer_with_a_timeout_frame():
     """The p2p service enforces the deadline around the answer, not only the handler near it."""
     import time

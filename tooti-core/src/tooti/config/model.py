@@ -110,8 +110,9 @@ class NodeSection(_Section):
     """When non-empty, only these peer ids may send inference requests."""
     region: Annotated[str, Meta(pattern=r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")] | None = None
     max_concurrent_requests: Annotated[int, Meta(ge=1)] = 16
-    write_window_ms: Annotated[float, Meta(ge=0, le=50)] = 3.0
-    """After the first chunk of an answer, chunks arriving within this window join one frame write."""
+    write_window_ms: Annotated[float, Meta(ge=0, le=50)] = 5.0
+    """After an answer's first token, a chunk from a backend streaming faster than this waits up to
+    this long for the chunks behind it to share its frame write (a slower backend's go at once)."""
     admission: AdmissionSection = msgspec.field(default_factory=AdmissionSection)
     """Which gateways this node serves; ``allowlist`` mode uses ``allow`` (and ``allowed_gateway_peers``)."""
 

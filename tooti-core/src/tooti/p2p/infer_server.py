@@ -65,7 +65,7 @@ PENDING_FRAMES = 64
 """Frames read from the backend but not yet written; a full buffer holds the backend back."""
 COALESCE_BYTES = 64 * 1024
 """Frames already waiting are joined into one write up to about this many bytes."""
-WRITE_WINDOW = 0.003
+WRITE_WINDOW = 0.005
 """Default seconds a chunk after an answer's first waits for more to share its write (``node.write_window_ms``)."""
 
 
@@ -235,7 +235,9 @@ class InferService:
                                 await send.send(frame)
                             except (trio.BrokenResourceError, trio.ClosedResourceError):
                                 break
-                            if not isinstance(frame, ChunkFrame):
+                            if isinstance(frame, ChunkFrame):
+                                answer.chunk_arrived(trio.current_time())
+                            else:
                                 answer.end_window()  # usage, Done, an error: no reason to hold them
                 if body.cancelled_caught and not inbox.reset.is_set():
                     # The deadline passed: the gateway gets a timeout, not a stream cut short.
@@ -257,9 +259,11 @@ class InferService:
         but one write costs one Noise encryption and one yamux frame however many frames it
         carries. Frames up to and including an answer's first token go at once (time to first
         token is not traded). A later chunk waits up to ``write_window`` for the chunks right
-        behind it, so a model server that sends a token every 2 ms costs one write per two or three
-        tokens; inter-token delay grows by at most the window. Frames that queued up behind a slow
-        write always go out together.
+        behind it when the backend is streaming faster than the window (its last two chunks
+        arrived closer together than that), so a model server that sends a token every 2 ms costs
+        one write per two or three tokens; inter-token delay grows by at most the window. A slower
+        backend (a real model at tens of milliseconds per token) gets every chunk written at once.
+        Frames that queued up behind a slow write always go out together.
         """
         first_token_sent = False
         async for frame in receive:
@@ -283,8 +287,8 @@ class InferService:
         producer a buffered send and nothing else, where waking the writer per token cost a trio
         task switch per token (what follows, :meth:`_gather_ready`, takes what queued up).
         """
-        if answer.ending:
-            return
+        if answer.ending or answer.gap > self.write_window:
+            return  # the model server is slower than the window: waiting would only delay this chunk
         with trio.CancelScope() as window:
             answer.window = window
             await trio.sleep(self.write_window)
@@ -340,13 +344,20 @@ class _Answer:
     Also the writer's open write window, which the producer ends when the answer's last frames are in.
     """
 
-    __slots__ = ("ending", "gone", "last", "window")
+    __slots__ = ("arrived_at", "ending", "gap", "gone", "last", "window")
 
     def __init__(self) -> None:
         self.last: ResponseFrame | None = None
         self.gone = False
         self.ending = False
         self.window: trio.CancelScope | None = None
+        self.arrived_at = -math.inf
+        self.gap = math.inf
+        """Seconds between the last two chunks from the backend (how fast it is streaming now)."""
+
+    def chunk_arrived(self, now: float) -> None:
+        self.gap = now - self.arrived_at
+        self.arrived_at = now
 
     def end_window(self) -> None:
         """No more chunks to wait for: write what is queued now, and do not wait again."""
