@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 
 import pytest
 import trio
@@ -261,6 +261,21 @@ async def test_a_streamed_answer_costs_the_reader_no_window_update_per_frame(tmp
             nursery.cancel_scope.cancel()
 
 
+@asynccontextmanager
+async def _connected_pair(proto, handler, *, timeout):
+    """Two running hosts, the second serving ``proto`` with ``handler``, the first connected to it."""
+    writer = _gateway([])
+    reader = _gateway([])
+    with trio.fail_after(timeout):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(reader.run)
+            await nursery.start(writer.run)
+            reader.host.set_stream_handler(proto, handler)
+            await writer.connect(reader.listen_addrs()[0])
+            yield writer, reader
+            nursery.cancel_scope.cancel()
+
+
 @pytest.mark.anyio
 async def test_concurrent_writes_of_every_size_arrive_whole_on_one_connection(caplog):
     """py-libp2p bug 10 (docs/p2p.md): writes that fit the send window skip the library's locks.
@@ -296,28 +311,20 @@ async def test_concurrent_writes_of_every_size_arrive_whole_on_one_connection(ca
         sizes = [1, 300, 70_000, 12, 600_000, 5, 4_096] * 3
         return [bytes([n]) + bytes((n + i) % 251 for i in range(size)) for size in sizes]
 
-    writer = _gateway([])
-    reader = _gateway([])
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(reader.run)
-            await nursery.start(writer.run)
-            reader.host.set_stream_handler(proto, sink)
-            await writer.connect(reader.listen_addrs()[0])
-            caplog.set_level(logging.WARNING, logger="libp2p.stream_muxer.yamux.yamux")
+    async with _connected_pair(proto, sink, timeout=60) as (writer, reader):
+        caplog.set_level(logging.WARNING, logger="libp2p.stream_muxer.yamux.yamux")
 
-            async def send(n: int) -> None:
-                stream = await writer.host.new_stream(reader.host.get_id(), [proto])
-                for piece in payload(n):
-                    await stream.write(piece)
-                    await trio.sleep(0)
-                await stream.close()
+        async def send(n: int) -> None:
+            stream = await writer.host.new_stream(reader.host.get_id(), [proto])
+            for piece in payload(n):
+                await stream.write(piece)
+                await trio.sleep(0)
+            await stream.close()
 
-            async with trio.open_nursery() as writers:
-                for n in range(4):
-                    writers.start_soon(send, n)
-            await done.wait()
-            nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as writers:
+            for n in range(4):
+                writers.start_soon(send, n)
+        await done.wait()
     for n in range(4):
         assert received[n] == b"".join(payload(n))
     assert not [r for r in caplog.records if "exceeded receive window" in r.getMessage()]
@@ -336,23 +343,15 @@ async def test_lean_writes_charge_the_send_window():
     async def idle(stream):
         await release.wait()  # reads nothing: no window credit goes back
 
-    writer = _gateway([])
-    reader = _gateway([])
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(reader.run)
-            await nursery.start(writer.run)
-            reader.host.set_stream_handler(proto, idle)
-            await writer.connect(reader.listen_addrs()[0])
-            stream = await writer.host.new_stream(reader.host.get_id(), [proto])
-            muxed = stream.muxed_stream
-            start = muxed.send_window  # the window less the protocol negotiation's bytes
-            assert DEFAULT_WINDOW_SIZE - 1000 < start <= DEFAULT_WINDOW_SIZE
-            for _ in range(100):
-                await stream.write(b"x" * 1000)
-            assert muxed.send_window == start - 100_000
-            with trio.move_on_after(0.5) as blocked:  # more than the window: the write must wait
-                await stream.write(b"y" * (start - 100_000 + 1))
-            assert blocked.cancelled_caught
-            release.set()
-            nursery.cancel_scope.cancel()
+    async with _connected_pair(proto, idle, timeout=30) as (writer, reader):
+        stream = await writer.host.new_stream(reader.host.get_id(), [proto])
+        muxed = stream.muxed_stream
+        start = muxed.send_window  # the window less the protocol negotiation's bytes
+        assert DEFAULT_WINDOW_SIZE - 1000 < start <= DEFAULT_WINDOW_SIZE
+        for _ in range(100):
+            await stream.write(b"x" * 1000)
+        assert muxed.send_window == start - 100_000
+        with trio.move_on_after(0.5) as blocked:  # more than the window: the write must wait
+            await stream.write(b"y" * (start - 100_000 + 1))
+        assert blocked.cancelled_caught
+        release.set()
