@@ -300,3 +300,13 @@ def test_only_plain_http_to_an_address_without_a_proxy_goes_direct(monkeypatch: 
 def test_a_header_value_with_a_line_break_is_refused_before_any_request() -> None:
     with pytest.raises(ValueError, match="line break"):
         HttpTransport(BackendSettings(base_url="http://127.0.0.1:1", api_key="sk\r\nx-injected: 1"), server="x")
+
+
+async def test_a_path_outside_the_url_character_set_is_percent_encoded_as_httpx_would() -> None:
+    async def handler(stream: anyio.abc.SocketStream, server: Server) -> None:
+        await server.request(stream)
+        await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+
+    async with serving(handler) as (url, server), transport(url + "/base") as http:
+        assert await http.request_json("GET", "/my models/é?x=1&y=a%20b") == {}
+    assert server.requests[0].startswith(b"GET /base/my%20models/%C3%A9?x=1&y=a%20b HTTP/1.1\r\n")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,8 @@ MAX_HEAD_BYTES = 64 * 1024
 """Largest response head (status line and headers) accepted from a model server."""
 _DISCONNECTED = "Server disconnected without sending a response."
 """httpx's words for a request that got no byte of answer (a kept connection closed under it)."""
+_PATH_SAFE = "/?&=%:@!$'()*+,;~-._"
+"""Characters a request path may carry as they are (RFC 3986 reserved and unreserved marks)."""
 _SAFE_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -176,8 +179,9 @@ class DirectHttpClient:
         A request whose connection ends before any byte of answer is sent once more, on a new
         connection: a server that closes a kept connection just as the request arrives never saw it.
         """
-        target = self.prefix + path.encode("ascii")
-        if not target.startswith(b"/") or any(c <= 0x20 or c == 0x7F for c in target):
+        # As httpx does: characters outside a URL's set (spaces, non-ASCII) are percent-encoded.
+        target = self.prefix + urllib.parse.quote(path, safe=_PATH_SAFE).encode("ascii")
+        if not target.startswith(b"/"):
             raise httpx.UnsupportedProtocol(f"not a request path: {path!r}")
         request = b"%s %s HTTP/1.1\r\n%scontent-length: %d\r\n" % (
             method.encode("ascii"),
