@@ -108,6 +108,10 @@ async def read_all(http: HttpTransport, payload: dict[str, object]) -> bytes:
         return b"".join([piece async for piece in body])
 
 
+async def read_whole(http: HttpTransport, payload: dict[str, object]) -> bytes:
+    return await http.request_bytes("POST", "/v1/chat/completions", json=payload)
+
+
 async def test_streamed_pieces_arrive_in_order_on_one_kept_connection() -> None:
     async def handler(stream: anyio.abc.SocketStream, server: Server) -> None:
         while await server.request(stream) is not None:
@@ -153,35 +157,24 @@ async def test_an_answer_left_unread_closes_its_connection_so_the_server_stops_g
     assert server.connections == 2  # the unread answer's connection was not reused
 
 
-async def test_a_body_cut_mid_way_is_malformed_never_a_short_answer() -> None:
+@pytest.mark.parametrize(
+    ("reply", "read"),
+    [
+        pytest.param(SSE_HEAD + chunk(b"data: 0\n\n") + b"40\r\npartial", read_all, id="body cut mid-way"),
+        pytest.param(b'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"choices":', read_whole, id="short body"),
+        pytest.param(b"SSH-2.0-OpenSSH_9.6\r\n\r\n", read_all, id="not HTTP"),
+    ],
+)
+async def test_an_answer_that_ends_broken_is_malformed_never_a_short_answer(
+    reply: bytes, read: Callable[[HttpTransport, dict[str, object]], Awaitable[bytes]]
+) -> None:
     async def handler(stream: anyio.abc.SocketStream, server: Server) -> None:
         await server.request(stream)
-        await stream.send(SSE_HEAD + chunk(b"data: 0\n\n") + b"40\r\npartial")
-        # and the connection ends here
+        await stream.send(reply)  # and the connection ends here
 
     async with serving(handler) as (url, _), transport(url) as http:
         with pytest.raises(MalformedResponse, match="cut or corrupt"):
-            await read_all(http, {})
-
-
-async def test_a_declared_length_not_delivered_is_malformed() -> None:
-    async def handler(stream: anyio.abc.SocketStream, server: Server) -> None:
-        await server.request(stream)
-        await stream.send(b'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"choices":')
-
-    async with serving(handler) as (url, _), transport(url) as http:
-        with pytest.raises(MalformedResponse):
-            await http.request_json("POST", "/v1/chat/completions", json={})
-
-
-async def test_garbage_instead_of_http_is_malformed() -> None:
-    async def handler(stream: anyio.abc.SocketStream, server: Server) -> None:
-        await server.request(stream)
-        await stream.send(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
-
-    async with serving(handler) as (url, _), transport(url) as http:
-        with pytest.raises(MalformedResponse):
-            await read_all(http, {})
+            await read(http, {})
 
 
 async def test_a_response_head_beyond_the_cap_is_refused() -> None:

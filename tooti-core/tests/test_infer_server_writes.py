@@ -55,6 +55,8 @@ class FakeStream:
         self.first_write_delay = first_write_delay
         self.fail_write = fail_write
         self.writes: list[bytes] = []
+        self.written_at: list[float] = []
+        """trio's clock at the end of each write."""
         self.closed = False
         self.was_reset = False
 
@@ -74,6 +76,7 @@ class FakeStream:
         if not self.writes and self.first_write_delay:
             await trio.sleep(self.first_write_delay)
         self.writes.append(data)
+        self.written_at.append(trio.current_time())
 
     async def close(self) -> None:
         self.closed = True
@@ -233,7 +236,6 @@ async def test_the_first_token_after_a_role_only_chunk_is_not_held_by_the_window
 @pytest.mark.anyio
 async def test_the_end_of_an_answer_is_not_held_by_the_window():
     """Usage and Done go out when they are in, though the handler lingers (closing its upstream)."""
-    written_at: list[float] = []
 
     async def handler(request):
         yield ChunkFrame(data={"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "a"}}]})
@@ -243,13 +245,8 @@ async def test_the_end_of_an_answer_is_not_held_by_the_window():
         yield Done()
         await trio.sleep(2)  # the backend still closing its connection: nothing more to send
 
-    class TimedStream(FakeStream):
-        async def write(self, data: bytes) -> None:
-            await super().write(data)
-            written_at.append(trio.current_time())
-
     service = InferService(handler, write_window=1.0)
-    stream = TimedStream(_request())
+    stream = FakeStream(_request())
     started = trio.current_time()
     await service.handle(stream)  # type: ignore[arg-type]
 
@@ -257,14 +254,13 @@ async def test_the_end_of_an_answer_is_not_held_by_the_window():
     assert isinstance(frames[-1], Done)
     # "b", usage and Done together, right after "b" arrived: not after the 1 s window, nor after the 2 s linger
     assert [_count(w) for w in stream.writes] == [1, 3]
-    assert written_at[-1] - started < 0.5
+    assert stream.written_at[-1] - started < 0.5
 
 
 @pytest.mark.anyio
 async def test_chunks_slower_than_the_window_are_written_at_once():
     """A backend slower than the window (a real model) gains nothing from waiting: no chunk is held."""
     yielded_at: list[float] = []
-    written_at: list[float] = []
 
     async def handler(request):
         for word in ("a", "b", "c", "d"):
@@ -275,18 +271,13 @@ async def test_chunks_slower_than_the_window_are_written_at_once():
             await trio.sleep(0.3)
         yield Done()
 
-    class TimedStream(FakeStream):
-        async def write(self, data: bytes) -> None:
-            await super().write(data)
-            written_at.append(trio.current_time())
-
     service = InferService(handler, write_window=0.2)
-    stream = TimedStream(_request())
+    stream = FakeStream(_request())
     await service.handle(stream)  # type: ignore[arg-type]
 
     assert [_count(w) for w in stream.writes] == [1, 1, 1, 1, 1]
     # every chunk went out as it came, not 0.2 s later (the window is for backends faster than it)
-    assert max(w - y for w, y in zip(written_at, yielded_at, strict=False)) < 0.1
+    assert max(w - y for w, y in zip(stream.written_at, yielded_at, strict=False)) < 0.1
 
 
 @pytest.mark.anyio
