@@ -93,6 +93,12 @@ def test_embeddings(client):
     r = client.embeddings.create(model="smollm2", input=["red", "blue"])
     assert [d.index for d in r.data] == [0, 1]
     assert len(r.data[0].embedding) > 8
+    # llama.cpp's usage (no completion_tokens) becomes the node's usage frame and OpenAI's shape again
+    assert r.usage.prompt_tokens > 0
+    assert r.usage.model_dump(exclude_none=True) == {
+        "prompt_tokens": r.usage.prompt_tokens,
+        "total_tokens": r.usage.prompt_tokens,
+    }
 
 
 def test_errors(client):

@@ -306,6 +306,30 @@ async def test_receipts_are_requested_checked_countersigned_and_flagged(tmp_path
     store.close()
 
 
+async def test_embeddings_are_billed_their_input_tokens_with_an_agreeing_receipt(tmp_path):
+    """An embeddings answer's usage has no completion_tokens: it is still billed and its receipt agrees."""
+    store = AccountingStore.open(f"sqlite:///{tmp_path / 'e.db'}")
+    node_key = generate_identity()
+    net = SigningNetwork(node_key)
+    net.add_node(peer_id_of(node_key), FakeBackend(), [AdvertisedModel(name="fake-model", backend="fake")])
+    key, rec = store.create_key(budget=100, budget_kind="tokens")
+    app = create_app(_config(), net, make_plugin_host(), store=store, signing_key=generate_identity())
+    async with AsyncTestClient(app) as client:
+        r = await client.post(
+            "/v1/embeddings", json={"model": "fake-model", "input": ["a b", "c d e"]}, headers=_auth(key)
+        )
+        assert r.status_code == 200
+        assert r.json()["usage"] == {"prompt_tokens": 5, "total_tokens": 5}  # OpenAI's embeddings shape
+        rows = await _wait_for(lambda: store.usage_rows(key_id=rec.id))
+        await _wait_for(lambda: store.find_key(rec.id).spent == 5)
+    (row,) = rows
+    assert (row.prompt_tokens, row.completion_tokens) == (5, 0)
+    assert row.receipt is not None
+    assert not row.receipt_mismatch
+    assert verify_line(row.receipt.encode()).flags == []
+    store.close()
+
+
 async def test_a_request_refused_before_routing_releases_its_reservation(store):
     key, rec = store.create_key(budget=1000, budget_kind="tokens")
     app = create_app(_config(), _network(), make_plugin_host(), store=store)

@@ -94,7 +94,7 @@ class TinyBackend:
 
     async def embeddings(self, body):
         self.bodies.append(body)
-        return {"object": "list", "data": [{"embedding": [0.0]}]}
+        return {"object": "list", "data": [{"embedding": [0.0]}], "usage": {"prompt_tokens": 2, "total_tokens": 2}}
 
     async def aclose(self) -> None:
         pass
@@ -147,7 +147,17 @@ async def test_unary_kinds_yield_one_result(kind):
         frames = await _collect(handle_request(TinyBackend(), _req(kind=kind)))
     assert isinstance(frames[0], ResultFrame)
     assert isinstance(frames[-1], Done)
-    assert any(isinstance(f, UsageFrame) for f in frames) == (kind == "chat")
+    usage = [f for f in frames if isinstance(f, UsageFrame)]
+    # TinyBackend's completion reports no usage; an embeddings answer's has no completion_tokens (0)
+    assert (
+        usage
+        == {
+            "chat": [UsageFrame(prompt_tokens=3, completion_tokens=2, total_tokens=5)],
+            "completion": [],
+            "embeddings": [UsageFrame(prompt_tokens=2, completion_tokens=0, total_tokens=2)],
+        }[kind]
+    )
+    assert "usage" not in frames[0].data  # the gateway decides what the client sees
 
 
 @pytest.mark.anyio

@@ -155,8 +155,9 @@ async def collect_result(attempt: NodeAttempt) -> dict[str, Any]:
             frames = await attempt.more()
         if result is None:
             raise MalformedResponse("the node ended the answer without a result")
-        if attempt.usage is not None and attempt.request.kind != "responses":  # a response keeps its own usage
-            result["usage"] = attempt.usage.as_openai()
+        kind, usage = attempt.request.kind, attempt.usage
+        if usage is not None and kind != "responses":  # a response keeps its own usage
+            result["usage"] = usage.as_openai_embeddings() if kind == "embeddings" else usage.as_openai()
         attempt.succeed()
     except BackendError as exc:
         attempt.fail(exc)

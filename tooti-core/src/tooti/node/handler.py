@@ -26,6 +26,7 @@ from tooti.wire.infer import (
     ResultFrame,
     UsageFrame,
     carries_token,
+    embeddings_usage_frame,
     usage_frame,
 )
 
@@ -68,7 +69,8 @@ async def _unary(backend: InferenceBackend, request: InferRequest, body: JSONObj
         # A response object keeps its own usage (input/output tokens); the frame is for metering.
         usage = responses_usage_frame(result)
     else:
-        usage = usage_frame(result.get("usage"))
+        read = embeddings_usage_frame if request.kind == "embeddings" else usage_frame
+        usage = read(result.get("usage"))
         if usage is not None:
             result = {k: v for k, v in result.items() if k != "usage"}
     yield ResultFrame(data=result)

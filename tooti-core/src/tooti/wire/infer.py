@@ -28,6 +28,7 @@ __all__ = [
     "ResultFrame",
     "UsageFrame",
     "carries_token",
+    "embeddings_usage_frame",
     "is_responses_preamble",
     "usage_frame",
 ]
@@ -92,6 +93,12 @@ class UsageFrame(msgspec.Struct, kw_only=True, tag="usage", tag_field="t"):
         )
         return usage
 
+    def as_openai_embeddings(self) -> dict[str, Any]:
+        """The ``usage`` object of an embeddings answer: input tokens only, as OpenAI writes it."""
+        usage: dict[str, Any] = dict(self.details) if self.details else {}
+        usage.update(prompt_tokens=self.prompt_tokens, total_tokens=self.total_tokens)
+        return usage
+
 
 class ErrorFrame(msgspec.Struct, kw_only=True, tag="error", tag_field="t"):
     """The request failed; ``code`` maps to a :class:`tooti.errors.BackendError` subclass."""
@@ -128,6 +135,20 @@ def usage_frame(usage: object) -> UsageFrame | None:
         total_tokens=total if isinstance(total, int) else prompt + completion,
         details=details or None,
     )
+
+
+def embeddings_usage_frame(usage: object) -> UsageFrame | None:
+    """The usage frame for an embeddings answer's ``usage`` (``prompt_tokens``, ``total_tokens``), or ``None``.
+
+    Embeddings generate nothing, so OpenAI's shape has no ``completion_tokens``; the frame carries 0.
+    Without this frame an embeddings request was billed as zero tokens and its receipt flagged.
+    """
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens")
+    if not isinstance(prompt, int):
+        return None
+    return usage_frame({**usage, "completion_tokens": 0, "total_tokens": prompt})
 
 
 RESPONSES_TOKEN_EVENTS = frozenset(
