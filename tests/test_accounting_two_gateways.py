@@ -22,6 +22,7 @@ import pytest
 
 from tooti.accounting.store import AccountingStore
 from tooti.gateway.launcher import NodeProcess, node_config
+from tooti.testing import eventually
 
 pytestmark = pytest.mark.live
 
@@ -68,14 +69,14 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace")
 
     def p2p_addr(self, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def logged() -> re.Match[str] | None:
             assert self.proc.poll() is None, self.log()
-            found = _ADDR.search(self.log())
-            if found:
-                return found.group(1)
-            time.sleep(0.2)
-        raise AssertionError("no p2p address in the gateway log:\n" + self.log())
+            return _ADDR.search(self.log())
+
+        found = eventually(
+            logged, timeout=timeout, interval=0.2, what=lambda: "no p2p address in the gateway log:\n" + self.log()
+        )
+        return found.group(1)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -116,10 +117,17 @@ def cluster(llama_server, shared_db, tmp_path_factory):
         node = NodeProcess.spawn(config, workdir, "node-1")
         deadline = time.monotonic() + 90
         for g in gateways:
-            while not _ready(g.base):  # the p2p address is logged before the HTTP server listens
+
+            def up(g: GatewayProcess = g) -> bool:  # the p2p address is logged before the HTTP server listens
                 assert node.alive(), node.log_tail()
-                assert time.monotonic() < deadline, g.log() + node.log_tail()
-                time.sleep(0.2)
+                return _ready(g.base)
+
+            eventually(
+                up,
+                timeout=max(0.0, deadline - time.monotonic()),
+                interval=0.2,
+                what=lambda g=g: g.log() + node.log_tail(),
+            )
         yield gateways
     finally:
         if node is not None:
@@ -144,9 +152,9 @@ def _wait_known(gateways, key: str) -> None:
     """New keys reach each gateway within key_refresh_sec; wait so the race starts fair."""
     deadline = time.monotonic() + 10
     for g in gateways:
-        while _post_usage(g.base, key) == 401:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        eventually(
+            lambda g=g: _post_usage(g.base, key) != 401, timeout=max(0.0, deadline - time.monotonic()), interval=0.1
+        )
 
 
 def _post_usage(base: str, key: str) -> int:
@@ -169,13 +177,14 @@ def test_32_concurrent_requests_on_two_gateways_respect_one_budget(cluster, stor
     served = statuses.count(200)
     assert served >= 1
     assert statuses.count(429) >= 1
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        after = store.find_key(rec.id)
-        rows = store.usage_rows(key_id=rec.id, limit=100)
-        if after.reserved == 0 and len(rows) == served:
-            break
-        time.sleep(0.2)
+    eventually(
+        lambda: store.find_key(rec.id).reserved == 0 and len(store.usage_rows(key_id=rec.id, limit=100)) == served,
+        timeout=15,
+        interval=0.2,
+        what=lambda: f"reserved {store.find_key(rec.id).reserved}, rows {len(store.usage_rows(key_id=rec.id))}",
+    )
+    after = store.find_key(rec.id)
+    rows = store.usage_rows(key_id=rec.id, limit=100)
     assert after.reserved == 0
     assert len(rows) == served
     one_reservation = len(json.dumps(BODY)) // 4 + 1 + BODY["max_tokens"] + 64  # body estimate, chat template
@@ -190,10 +199,12 @@ def test_revoked_key_is_refused_by_both_gateways_within_5s(cluster, store):
     key, rec = store.create_key()
     _wait_known(cluster, key)
     assert [_post(g.base, key) for g in cluster] == [200, 200]
-    deadline = time.monotonic() + 10
-    while len(rows := store.usage_rows(key_id=rec.id)) < 2 or not all(r.receipt for r in rows):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+
+    def receipted() -> list | None:
+        rows = store.usage_rows(key_id=rec.id)
+        return rows if len(rows) >= 2 and all(r.receipt for r in rows) else None
+
+    rows = eventually(receipted, timeout=10, interval=0.1)
     # each gateway countersigned the receipt of the request it served
     assert len({json.loads(r.receipt)["gateway"] for r in rows}) == 2
     revoke = subprocess.run(
@@ -204,21 +215,21 @@ def test_revoked_key_is_refused_by_both_gateways_within_5s(cluster, store):
         check=False,
     )
     assert revoke.returncode == 0, revoke.stderr
-    t0 = time.monotonic()
     pending = set(range(len(cluster)))
-    while pending:
+
+    def all_refuse() -> bool:
         for i in list(pending):
             if _post(cluster[i].base, key) == 401:
                 pending.discard(i)
-        assert time.monotonic() - t0 < 5.0, f"gateways {pending} still accept the revoked key"
-        time.sleep(0.05)
+        return not pending
+
+    eventually(all_refuse, timeout=5.0, what=lambda: f"gateways {pending} still accept the revoked key")
 
 
 def test_rpm_limit_holds_across_gateways(cluster, store):
     key, _ = store.create_key(rpm=4)
     _wait_known(cluster, key)
-    while time.time() % 60 > 40:  # all six requests in one minute window
-        time.sleep(0.5)
+    eventually(lambda: time.time() % 60 <= 40, timeout=25, interval=0.5)  # all six requests in one minute window
     statuses = [_post(cluster[i % 2].base, key) for i in range(6)]
     assert statuses.count(200) == 4, statuses
     assert statuses.count(429) == 2

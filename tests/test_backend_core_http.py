@@ -50,7 +50,7 @@ def test_sse_decoder() -> None:
         ({"error": {"message": "m1", "type": "t"}}, "m1"),
         ({"error": "m2"}, "m2"),
         ({"detail": "m3"}, "m3"),
-        ({"detail": [{"msg": "m4"}]}, "[{'msg': 'm4'}]"),
+        ({"detail": [{"msg": "m4", "loc": ["body", "n"]}]}, "m4"),  # FastAPI validation
         ("plain", "plain"),
     ],
 )

@@ -10,13 +10,13 @@ Invariants checked with the official SDK:
 from __future__ import annotations
 
 import threading
-import time
 
 import httpx
 import openai
 import pytest
 
 from tooti.gateway.launcher import LocalUp, NodeProcess, node_config
+from tooti.testing import eventually
 
 pytestmark = pytest.mark.live
 
@@ -67,11 +67,7 @@ class Run:
 
 
 def wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    eventually(predicate, timeout=timeout, what=f"timed out waiting for {what}")
 
 
 _STACKS: dict[str, LocalUp] = {}

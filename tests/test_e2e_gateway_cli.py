@@ -7,9 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
+
+from tooti.testing import eventually
 
 
 def _free_port() -> int:
@@ -28,15 +29,14 @@ def test_gateway_start_serves_and_stops_on_sigterm(tmp_path):
         [sys.executable, "-m", "tooti", "gateway", "start", "-f", str(config)], stdout=log, stderr=log, env=env
     )
     try:
-        deadline = time.monotonic() + 60
-        health = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        assert health is not None, (tmp_path / "gateway.log").read_text()
+
+        def answers() -> httpx.Response:
+            assert proc.poll() is None, (tmp_path / "gateway.log").read_text()
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+
+        health = eventually(
+            answers, timeout=60, interval=0.2, ignoring=(httpx.HTTPError,), what=(tmp_path / "gateway.log").read_text
+        )
         assert health.status_code == 200
         ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2)
         assert ready.status_code == 503  # no node yet

@@ -7,13 +7,13 @@ Everything is real and on 127.0.0.1: the gateway's p2p runtime runs in its app l
 from __future__ import annotations
 
 import re
-import time
 
 import httpx
 import openai
 import pytest
 
 from tooti.gateway.launcher import LocalUp, NodeProcess, node_config
+from tooti.testing import eventually
 
 pytestmark = pytest.mark.live
 
@@ -23,16 +23,20 @@ JOIN_TIMEOUT = 60.0
 
 def wait_for_nodes(base_url: str, count: int, nodes: list[NodeProcess]) -> list[str]:
     """Poll the gateway's registry until ``count`` nodes are live; return their peer ids."""
-    deadline = time.monotonic() + JOIN_TIMEOUT
     with httpx.Client(base_url=base_url, timeout=5) as http:
-        while time.monotonic() < deadline:
+
+        def joined() -> list[str] | None:
             for n in nodes:
                 assert n.alive(), n.log_tail()
             peers = [p["peer_id"] for p in http.get("/v1/network/nodes").json()["data"]]
-            if len(peers) >= count:
-                return peers
-            time.sleep(0.2)
-    raise AssertionError("nodes did not join:\n" + "\n".join(n.log_tail() for n in nodes))
+            return peers if len(peers) >= count else None
+
+        return eventually(
+            joined,
+            timeout=JOIN_TIMEOUT,
+            interval=0.2,
+            what=lambda: "nodes did not join:\n" + "\n".join(n.log_tail() for n in nodes),
+        )
 
 
 @pytest.fixture(scope="module")

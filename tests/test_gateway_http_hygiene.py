@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from tooti.config.model import Config, GatewaySection
+from tooti.config.model import Config, GatewaySection, VerificationSection
 from tooti.gateway import create_app
 from tooti.gateway.server import ServerThread
 from tooti.node.local import LocalNetwork
@@ -35,7 +35,11 @@ def backend():
 def gateway(backend):
     network = LocalNetwork()
     network.add_node("peerA", backend, ["fake-model"])
-    config = Config(gateway=GatewaySection(head_timeout_sec=HEAD_TIMEOUT, body_timeout_sec=BODY_TIMEOUT))
+    # No canaries: the fake backend gives one fixed reply, which a canary rightly quarantines; these
+    # tests are about the HTTP server, not about trust.
+    verification = VerificationSection(enabled=False)
+    section = GatewaySection(head_timeout_sec=HEAD_TIMEOUT, body_timeout_sec=BODY_TIMEOUT, verification=verification)
+    config = Config(gateway=section)
     app = create_app(config, network, make_plugin_host())
     server = ServerThread(app)
     server.start()
@@ -87,7 +91,7 @@ def test_slowloris_connections_are_closed_while_others_are_served(gateway):
             started = time.monotonic()
             assert client.post("/v1/chat/completions", json=_chat()).status_code == 200
             served.append(time.monotonic() - started)
-            time.sleep(0.5)
+            time.sleep(0.5)  # the slow-loris pace IS the attack under test: a header line every half second
     elapsed = time.monotonic() - t0
     for s in socks:
         s.close()
@@ -111,7 +115,7 @@ def test_a_trickled_body_is_cut_off(gateway):
             break
         if _closed(s):
             break
-        time.sleep(0.25)
+        time.sleep(0.25)  # a body trickled a byte at a time IS the attack under test
     assert time.monotonic() - t0 < BODY_TIMEOUT + 2
     s.close()
 

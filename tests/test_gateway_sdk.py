@@ -6,18 +6,16 @@ for each status, and raises on the mid-stream error event instead of returning a
 
 from __future__ import annotations
 
-import time
-
 import openai
 import pytest
 
-from tooti.config.model import Config, GatewaySection
+from tooti.config.model import Config, GatewaySection, VerificationSection
 from tooti.errors import UpstreamError
 from tooti.gateway import create_app
 from tooti.gateway.api_keys import hash_key
 from tooti.gateway.server import ServerThread
 from tooti.node.local import LocalNetwork
-from tooti.testing import FakeBackend, make_plugin_host
+from tooti.testing import FakeBackend, eventually, make_plugin_host
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 KEY = "tk_sdk_test"
@@ -33,7 +31,14 @@ def gateway(backends):
     network = LocalNetwork()
     for peer, backend in backends.items():
         network.add_node(peer, backend, ["fake-model"])
-    config = Config(gateway=GatewaySection(auth_mode="optional", api_key_hashes=[hash_key(KEY)], rate_limit_rpm=600))
+    # No canaries: the tests read what the backends were sent.
+    section = GatewaySection(
+        auth_mode="optional",
+        api_key_hashes=[hash_key(KEY)],
+        rate_limit_rpm=600,
+        verification=VerificationSection(enabled=False),
+    )
+    config = Config(gateway=section)
     server = ServerThread(create_app(config, network, make_plugin_host()))
     url = server.start()
     yield url
@@ -107,9 +112,7 @@ def test_client_disconnect_cancels_the_node_stream(client, backends):
     stream = client.chat.completions.create(model="fake-model", messages=MESSAGES, stream=True)
     next(iter(stream))
     stream.close()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and sum(b.closed_early for b in backends.values()) == 0:
-        time.sleep(0.05)
+    eventually(lambda: sum(b.closed_early for b in backends.values()) > 0, timeout=10)
     assert sum(b.closed_early for b in backends.values()) == 1
 
 

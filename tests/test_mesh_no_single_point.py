@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 
 import httpx
 import pytest
@@ -23,6 +22,7 @@ from tooti.gateway.app import create_app
 from tooti.gateway.launcher import NodeProcess
 from tooti.gateway.p2p import p2p_network
 from tooti.gateway.server import ServerThread
+from tooti.testing import always, eventually
 
 pytestmark = pytest.mark.live
 
@@ -30,15 +30,6 @@ INTERVAL = 0.5
 JOIN_TIMEOUT = 60.0
 WATCH_SEC = 3 * 3 * INTERVAL  # three times the staleness window
 CHAT = {"model": "smollm2", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]}
-
-
-def wait(predicate, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return time.monotonic() - started
 
 
 def node_yaml(tmp_path, name: str, bootstrap: list[str], base_url: str):
@@ -67,7 +58,7 @@ def started(proc: NodeProcess) -> tuple[str, str]:
             return True
         return False
 
-    wait(printed, JOIN_TIMEOUT, "the node to start")
+    eventually(printed, timeout=JOIN_TIMEOUT, what="the node to start")
     return found["peer"], found["listen"]
 
 
@@ -97,19 +88,26 @@ def test_killing_the_bootstrap_peer_of_an_idle_network_leaves_no_gap(llama_serve
         def listed() -> set[str]:
             return {n["peer_id"] for n in gateway.get("/v1/network/nodes").json()["data"] if n["models"]}
 
-        wait(lambda: listed() == {peer1, peer2}, JOIN_TIMEOUT, "both nodes at the gateway")
+        eventually(lambda: listed() == {peer1, peer2}, timeout=JOIN_TIMEOUT, what="both nodes at the gateway")
         # The peer keeper connects the gateway to node 2 directly within a few rounds (1 s each).
-        time.sleep(4 * max(1.0, 2 * INTERVAL))
+        eventually(
+            lambda: peer2 in network._require()[1].connected_peers(),
+            timeout=JOIN_TIMEOUT,
+            what="the gateway's peer keeper to connect to node 2 directly",
+        )
 
         # Idle network: no requests (a request would make the gateway dial node 2 by itself).
         n1.proc.send_signal(signal.SIGKILL)
         gaps, checks = 0, 0
-        deadline = time.monotonic() + WATCH_SEC
-        while time.monotonic() < deadline:
+
+        def sample() -> bool:  # all through the staleness window: node 2 must never be missing in it
+            nonlocal gaps, checks
             checks += 1
             if peer2 not in listed():
                 gaps += 1
-            time.sleep(0.05)
+            return True
+
+        always(sample, duration=WATCH_SEC, interval=0.05)
         assert gaps == 0, f"node 2 missing from the gateway's list in {gaps} of {checks} checks"
         assert listed() == {peer2}  # node 1 went stale, node 2 stayed
         answers = [gateway.post("/v1/chat/completions", json=CHAT) for _ in range(4)]
@@ -123,7 +121,7 @@ def test_killing_the_bootstrap_peer_of_an_idle_network_leaves_no_gap(llama_serve
         n2 = NodeProcess(n2_config, tmp_path / "n2-restarted.log")
         procs.append(n2)
         started(n2)
-        wait(lambda: peer2 in listed(), 30, "node 2 back at the gateway after its restart")
+        eventually(lambda: peer2 in listed(), timeout=30, what="node 2 back at the gateway after its restart")
         assert gateway.post("/v1/chat/completions", json=CHAT).status_code == 200
         gateway.close()
     finally:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tooti.gateway.launcher import LocalUp, NodeProcess, node_config
+from tooti.testing import eventually, eventually_asyncio
 from tooti.wire.infer import ErrorFrame, InferRequest
 
 pytestmark = pytest.mark.live
@@ -41,11 +42,9 @@ def peer_id_of(key_file) -> str:
 
 
 def wait(predicate, timeout: float, what: str) -> float:
+    """Seconds until ``predicate`` held: the test bounds how long the gateway takes to notice."""
     started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    eventually(predicate, timeout=timeout, what=f"timed out waiting for {what}")
     return time.monotonic() - started
 
 
@@ -145,6 +144,5 @@ async def _frames_from(bootstrap: str, peer: str) -> list[object]:
     settings = RuntimeSettings(tcp_port=0, bootstrap_peers=[bootstrap], heartbeat_interval=INTERVAL)
     request = InferRequest(request_id="health-test", kind="chat", model="smollm2", body=dict(CHAT))
     async with asyncio.timeout(30), P2PNetwork(settings) as network:
-        while peer not in {n.peer_id for n in network.nodes()}:
-            await asyncio.sleep(0.05)
+        await eventually_asyncio(lambda: peer in {n.peer_id for n in network.nodes()}, timeout=30)
         return [frame async for frame in network.infer(peer, request)]

@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from tooti.gateway.launcher import LocalUp, NodeProcess, node_config
+from tooti.testing import eventually
 
 pytestmark = pytest.mark.live
 
@@ -62,11 +63,11 @@ def _busy_slots(llama_url: str) -> int:
 def _wait_idle(llama_url: str, limit_s: float) -> float:
     """Seconds until no slot of the llama.cpp server is processing (``inf`` if not within ``limit_s``)."""
     t0 = time.monotonic()
-    while time.monotonic() - t0 < limit_s:
-        if _busy_slots(llama_url) == 0:
-            return time.monotonic() - t0
-        time.sleep(0.02)
-    return float("inf")
+    try:
+        eventually(lambda: _busy_slots(llama_url) == 0, timeout=limit_s, interval=0.02)
+    except AssertionError:
+        return float("inf")
+    return time.monotonic() - t0
 
 
 # -- Responses API -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from tooti.config.model import Config, HeartbeatSection, ListenSection, NetworkS
 from tooti.node.agent import run_node
 from tooti.p2p.identity import generate_identity
 from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
+from tooti.testing import eventually_trio
 from tooti.wire.infer import ChunkFrame, Done, InferRequest, UsageFrame
 
 pytestmark = [
@@ -99,8 +100,7 @@ async def test_streamed_chat_over_libp2p_delivers_every_chunk_in_order_and_cance
                 generate_identity(), RuntimeSettings(bootstrap_peers=node.addrs, heartbeat_interval=INTERVAL)
             )
             await nursery.start(gateway.run)
-            while not gateway.registry.snapshot():
-                await trio.sleep(0.05)
+            await eventually_trio(gateway.registry.snapshot, timeout=60)
             model = gateway.registry.snapshot()[0].models[0].name
 
             async with aclosing(gateway.request(node.peer_id, _request(model, 24))) as frames:
@@ -124,8 +124,7 @@ async def test_streamed_chat_over_libp2p_delivers_every_chunk_in_order_and_cance
                     seen += isinstance(frame, ChunkFrame)
                     if seen == 3:
                         break
-            while llama_backend.closed_early < 1 or node.service.cancelled < 1:
-                await trio.sleep(0.05)
+            await eventually_trio(lambda: llama_backend.closed_early >= 1 and node.service.cancelled >= 1, timeout=30)
             assert node.service.cancelled == 1
             assert node.perf.ttft_ms is not None
             nursery.cancel_scope.cancel()

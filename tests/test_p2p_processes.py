@@ -21,6 +21,7 @@ import yaml
 
 from tooti.p2p.p2p_network import P2PNetwork
 from tooti.p2p.runtime import RuntimeSettings
+from tooti.testing import eventually_asyncio
 
 pytestmark = pytest.mark.live
 
@@ -98,11 +99,6 @@ def spawn(tmp_path, llama_server):
         proc.stop()
 
 
-async def _until(predicate):
-    while not predicate():
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.anyio
 async def test_two_node_processes_discover_each_other_and_a_killed_one_goes_stale(spawn):
     settings = RuntimeSettings(heartbeat_interval=INTERVAL, bootstrap_interval=1.0)
@@ -113,7 +109,7 @@ async def test_two_node_processes_discover_each_other_and_a_killed_one_goes_stal
         (peer_a, _), (peer_b, _) = await asyncio.gather(
             asyncio.to_thread(node_a.wait_started), asyncio.to_thread(node_b.wait_started)
         )
-        await _until(lambda: {n.peer_id for n in registry.nodes()} == {peer_a, peer_b})
+        await eventually_asyncio(lambda: {n.peer_id for n in registry.nodes()} == {peer_a, peer_b}, timeout=60)
         views = {n.peer_id: n for n in registry.nodes()}
         assert views[peer_b].name == "node-b"
         assert views[peer_b].models
@@ -121,7 +117,7 @@ async def test_two_node_processes_discover_each_other_and_a_killed_one_goes_stal
 
         node_b.proc.send_signal(signal.SIGKILL)
         killed = time.monotonic()
-        await _until(lambda: peer_b not in {n.peer_id for n in registry.nodes()})
+        await eventually_asyncio(lambda: peer_b not in {n.peer_id for n in registry.nodes()}, timeout=60)
         gone_after = time.monotonic() - killed
         assert gone_after <= 3 * INTERVAL + 0.5, f"stale after {gone_after:.2f}s"
         assert [n.peer_id for n in registry.nodes()] == [peer_a]

@@ -7,12 +7,11 @@ is ``tooti up``'s: the gateway allow-lists its own node, which serves only that 
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
 from tooti.gateway.launcher import LocalUp, NodeProcess, node_config
+from tooti.testing import eventually
 
 pytestmark = pytest.mark.live
 
@@ -28,17 +27,18 @@ def test_real_model_node_passes_canaries_and_is_trusted(llama_server, tmp_path):
     )  # fmt: skip
     node = NodeProcess.spawn(config, tmp_path, "node-1")
     try:
-        deadline = time.monotonic() + TRUSTED_WITHIN
         seen: dict[str, object] = {}
-        while time.monotonic() < deadline:
+
+        def trusted() -> bool:
             assert node.alive(), node.log_tail()
             data = httpx.get(f"{stack.base_url}/v1/network/nodes", timeout=5).json()["data"]
             if data:
-                seen = data[0]["gateway"]
+                seen.clear()
+                seen.update(data[0]["gateway"])
                 assert seen["standing"] != "quarantined", seen
-                if seen["standing"] == "trusted":
-                    break
-            time.sleep(0.25)
+            return seen.get("standing") == "trusted"
+
+        eventually(trusted, timeout=TRUSTED_WITHIN, interval=0.25, what=lambda: str(seen))
         assert seen.get("standing") == "trusted", seen
         assert seen["failed_checks"] == 0
         metrics = httpx.get(f"{stack.base_url}/metrics", timeout=5).text

@@ -19,6 +19,7 @@ from tooti.gateway.launcher import NodeProcess, node_config
 from tooti.node.agent import run_node
 from tooti.p2p.identity import generate_identity
 from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
+from tooti.testing import eventually
 from tooti.wire.infer import Done, ErrorFrame, InferRequest
 
 pytestmark = [
@@ -84,11 +85,13 @@ def _start_and_read(tmp_path, name, llama_server, **node_extra):
     config["node"].update(node_extra)
     proc = NodeProcess.spawn(config, tmp_path, name)
     try:
-        deadline = time.monotonic() + 60
-        while "serving" not in proc.log_tail() and time.monotonic() < deadline:
+
+        def serving() -> bool:
             assert proc.alive(), proc.log_tail()
-            time.sleep(0.1)
-        time.sleep(0.3)
+            return "serving" in proc.log_tail()
+
+        eventually(serving, timeout=60, interval=0.1, what=proc.log_tail)
+        time.sleep(0.3)  # grace for a warning that must not follow "serving" (no event marks its absence)
         return proc.log_tail()
     finally:
         proc.stop()

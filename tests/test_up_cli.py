@@ -9,13 +9,16 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
-pytestmark = pytest.mark.live
+from tooti.testing import eventually
+
+# `tooti up` may take START_TIMEOUT (240 s) to start on a cold 2-core machine, more than the suite default.
+pytestmark = [pytest.mark.live, pytest.mark.timeout(600)]
 
 START_TIMEOUT = 240.0
 
@@ -100,6 +103,8 @@ def test_up_serves_then_stops_cleanly(up_process, stop_signal):
     output = "".join(lines)
     base = f"http://127.0.0.1:{port}"
     assert f"{base}/v1" in output
+    assert f"{base}/explorer" in output
+    assert httpx.get(f"{base}/explorer", timeout=10).status_code == 200
     assert "curl -N" in output
     assert "from openai import OpenAI" in output
     model = re.search(r'model="([^"]+)"', output).group(1)
@@ -119,10 +124,12 @@ def test_up_serves_then_stops_cleanly(up_process, stop_signal):
     assert len(family) >= 2, "expected the node and its llama.cpp server as descendants"
     proc.send_signal(stop_signal)
     assert proc.wait(90) == 0, "".join(lines)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(p) for p in family):
-        time.sleep(0.1)
-    assert not [p for p in family if _alive(p)], "orphan processes after tooti up stopped"
+    eventually(
+        lambda: not [p for p in family if _alive(p)],
+        timeout=10,
+        interval=0.1,
+        what=lambda: f"orphan processes after tooti up stopped: {[p for p in family if _alive(p)]}",
+    )
     assert "stopped." in "".join(lines)
 
 

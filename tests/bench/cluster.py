@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import yaml
 
+from tooti.testing import eventually
+
 HERE = Path(__file__).parent
 
 
@@ -31,15 +33,15 @@ def free_port() -> int:
 
 def wait_http(url: str, timeout_s: float = 60.0, ok: tuple[int, ...] = (200,)) -> None:
     """Poll ``url`` until it answers one of ``ok`` statuses."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2.0).status_code in ok:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer {ok} within {timeout_s} s")
+    try:
+        eventually(
+            lambda: httpx.get(url, timeout=2.0).status_code in ok,
+            timeout=timeout_s,
+            interval=0.1,
+            ignoring=(httpx.HTTPError,),
+        )
+    except AssertionError as exc:
+        raise TimeoutError(f"{url} did not answer {ok} within {timeout_s} s") from exc
 
 
 @dataclass
@@ -143,8 +145,18 @@ class Cluster:
         wait_http(f"{url}/health")
         return url
 
-    def gateway(self, *, bootstrap: list[str] | None = None, cpus: str | None = None, **gateway: Any) -> Gateway:
-        """Start a gateway with a stable identity; return it once /health answers."""
+    def gateway(
+        self,
+        *,
+        bootstrap: list[str] | None = None,
+        cpus: str | None = None,
+        routing: dict[str, Any] | None = None,
+        **gateway: Any,
+    ) -> Gateway:
+        """Start a gateway with a stable identity; return it once /health answers.
+
+        ``routing`` adds settings to the config's ``routing`` section (e.g. ``affinity``).
+        """
         self._serial += 1
         name = f"gateway-{self._serial}"
         p2p_port, http_port = free_port(), free_port()
@@ -165,7 +177,7 @@ class Cluster:
                     "store": {"url": f"sqlite:///{self.workdir / name}.db"},
                     **gateway,
                 },
-                "routing": {"cooldown_sec": 30.0},
+                "routing": {"cooldown_sec": 30.0, **(routing or {})},
             },
         )
         peer_id = self._identity(key)
@@ -221,12 +233,15 @@ def network_nodes(gateway: Gateway) -> list[dict[str, Any]]:
 def wait_nodes(gateway: Gateway, peer_ids: set[str], timeout_s: float = 60.0) -> float:
     """Wait until the gateway lists every peer in ``peer_ids``; return the seconds it took."""
     t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        try:
-            seen = {n["peer_id"] for n in network_nodes(gateway)}
-        except httpx.HTTPError:
-            seen = set()
-        if peer_ids <= seen:
-            return time.monotonic() - t0
-        time.sleep(0.05)
-    raise TimeoutError(f"{len(peer_ids - seen)} of {len(peer_ids)} nodes not seen by {gateway.base_url}")
+    seen: set[str] = set()
+
+    def all_seen() -> bool:
+        seen.clear()
+        seen.update(n["peer_id"] for n in network_nodes(gateway))
+        return peer_ids <= seen
+
+    try:
+        eventually(all_seen, timeout=timeout_s, interval=0.05, ignoring=(httpx.HTTPError,))
+    except AssertionError as exc:
+        raise TimeoutError(f"{len(peer_ids - seen)} of {len(peer_ids)} nodes not seen by {gateway.base_url}") from exc
+    return time.monotonic() - t0

@@ -106,7 +106,7 @@ class Upstream:
             writer.write(_chunked(event))
             if self.chunk_delay and i < self.chunks:  # a pause before each token
                 await writer.drain()
-                await asyncio.sleep(self.chunk_delay)
+                await asyncio.sleep(self.chunk_delay)  # the fake model's token pace, a benchmark parameter
         writer.write(b"0\r\n\r\n")
         await writer.drain()
 

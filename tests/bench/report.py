@@ -283,6 +283,31 @@ ROWS: list[tuple[str, str, str, str]] = [
         "accounting.postgres_budget_added_p50_ms",
         "-",
     ),
+    (
+        "Affinity (2 llama.cpp nodes)",
+        "TTFT p50, turns 2+, affinity on (ms)",
+        "affinity.affinity_on.ttft_later_turns_p50_ms",
+        "-",
+    ),
+    (
+        "Affinity (2 llama.cpp nodes)",
+        "TTFT p50, turns 2+, affinity off (ms)",
+        "affinity.affinity_off.ttft_later_turns_p50_ms",
+        "-",
+    ),
+    (
+        "Affinity (2 llama.cpp nodes)",
+        "TTFT p90, turns 2+, affinity on (ms)",
+        "affinity.affinity_on.ttft_later_turns_p90_ms",
+        "-",
+    ),
+    (
+        "Affinity (2 llama.cpp nodes)",
+        "TTFT p90, turns 2+, affinity off (ms)",
+        "affinity.affinity_off.ttft_later_turns_p90_ms",
+        "-",
+    ),
+    ("Affinity (2 llama.cpp nodes)", "cached prompt share, on / off", "affinity.cached_share_on_off", "-"),
 ]
 
 

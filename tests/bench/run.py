@@ -25,7 +25,7 @@ import report
 import scenarios
 
 DOCS = Path(__file__).parents[2] / "docs"
-SECTIONS = ("overhead", "throughput", "failover", "flood", "scale", "fuzz", "accounting")
+SECTIONS = ("overhead", "throughput", "failover", "flood", "scale", "fuzz", "accounting", "affinity")
 
 
 def main() -> None:

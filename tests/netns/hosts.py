@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tooti.testing import eventually
+
 __all__ = ["Host", "Lab", "LabUnavailable", "lab_unavailable_reason"]
 
 PUBLIC_NET = "203.0.113"
@@ -176,11 +178,10 @@ table ip tooti_nat_{self.id} {{
         """A Unix socket in the workdir that forwards to ``127.0.0.1:<port>`` inside ``host``."""
         path = self.workdir / f"{host}-{port}.sock"
         self.spawn(host, [sys.executable, str(_HERE / "uds_forward.py"), str(path), str(port)], f"fwd-{host}-{port}")
-        deadline = time.monotonic() + 30
-        while not path.exists():
-            if time.monotonic() > deadline:
-                raise LabUnavailable(f"forwarder for {host}:{port} did not start")
-            time.sleep(0.05)
+        try:
+            eventually(path.exists, timeout=30)
+        except AssertionError as exc:
+            raise LabUnavailable(f"forwarder for {host}:{port} did not start") from exc
         return path
 
     def log(self, name: str) -> str:

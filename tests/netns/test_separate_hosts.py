@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from tooti.p2p.identity import load_or_create_identity, peer_id_of
+from tooti.testing import eventually
 
 pytestmark = pytest.mark.live
 
@@ -42,16 +43,10 @@ CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
 
 
 def wait(predicate, timeout: float, what: str) -> float:
+    """Seconds until ``predicate`` held (the lab reports how long joining and failover took)."""
     started = time.monotonic()
-    while True:
-        try:
-            if predicate():
-                return time.monotonic() - started
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
+    eventually(predicate, timeout=timeout, ignoring=(httpx.HTTPError,), what=f"waiting for {what}")
+    return time.monotonic() - started
 
 
 class Mesh:

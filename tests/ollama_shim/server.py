@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from typing import TYPE_CHECKING
 
 import uvicorn
+
+from tooti.testing import eventually
 
 if TYPE_CHECKING:
     from .app import OllamaShim
@@ -27,11 +28,13 @@ class ShimServer:
 
     def start(self) -> None:
         self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the Ollama shim did not start")
-            time.sleep(0.02)
+
+        def started() -> bool:
+            if not self._thread.is_alive():
+                raise RuntimeError("the Ollama shim did not start: its server thread ended")
+            return bool(self._server.started)
+
+        eventually(started, timeout=30, interval=0.02, what="the Ollama shim did not start")
 
     def stop(self) -> None:
         self._server.should_exit = True

@@ -84,6 +84,7 @@ async def test_chat_passes_every_field_through_and_is_assembled_from_a_stream(ba
     reply = await backend.chat(body)
     sent = json.loads(route.calls.last.request.content)
     assert sent == {
+        "cache_prompt": True,  # the server reuses the prefix it holds (conversation affinity sends it here)
         "model": "m",
         "messages": [],
         "top_k": 5,
@@ -112,6 +113,19 @@ async def test_stream_asks_for_usage_and_yields_chunks_split_anywhere(backend, m
     assert sent["stream"] is True
     assert sent["stream_options"] == {"include_usage": True}
     assert sent["seed"] == 3
+
+
+async def test_cache_prompt_is_asked_for_unless_the_client_says_otherwise(backend, mock) -> None:
+    route = mock.post("/v1/chat/completions").respond(content=sse(chunk("a", "stop"), "[DONE]"))
+    await collect(backend)
+    assert json.loads(route.calls.last.request.content)["cache_prompt"] is True
+    await collect(backend, {"messages": [], "cache_prompt": False})
+    assert json.loads(route.calls.last.request.content)["cache_prompt"] is False
+    route = mock.post("/v1/completions").respond(
+        content=sse({**CHUNK, "choices": [{"index": 0, "text": "a"}]}, "[DONE]")
+    )
+    [c async for c in backend.completion_stream({"prompt": "p"})]
+    assert json.loads(route.calls.last.request.content)["cache_prompt"] is True
 
 
 async def test_client_stream_options_win(backend, mock) -> None:

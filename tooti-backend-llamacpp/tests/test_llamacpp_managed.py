@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import anyio
 import pytest
 
 from tooti.backends.protocol import BackendSettings
+from tooti.testing import eventually
 from tooti_backend_llamacpp.backend import LlamaCppBackend
 from tooti_backend_llamacpp.config import LlamaCppConfig
 from tooti_backend_llamacpp.managed import ManagedLlamaServer, ManagedServerError
@@ -101,10 +101,7 @@ def test_server_exits_when_its_parent_dies(model_path) -> None:
         [sys.executable, "-c", ORPHAN_SCRIPT, str(model_path)], capture_output=True, text=True, timeout=60, check=True
     )
     pid = int(out.stdout.split()[-1])
-    deadline = time.monotonic() + 30
-    while not _gone(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _gone(pid), "the llama.cpp child outlived its parent"
+    eventually(lambda: _gone(pid), timeout=30, what="the llama.cpp child outlived its parent")
 
 
 def test_missing_model_file_is_reported(tmp_path) -> None:

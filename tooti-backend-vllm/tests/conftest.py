@@ -14,12 +14,13 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tooti.testing import eventually
 
 _SETUP = Path(__file__).resolve().parents[1] / "scripts" / "setup_vllm.py"
 
@@ -53,18 +54,16 @@ def _free_port() -> int:
 
 
 def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace")[-3000:]
             pytest.fail(f"vLLM exited with {proc.returncode} during start-up:\n{tail}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"vLLM was not healthy within {timeout}s; log: {log_path}")
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+
+    try:
+        eventually(healthy, timeout=timeout, interval=0.5, ignoring=(httpx.HTTPError,))
+    except AssertionError:
+        pytest.fail(f"vLLM was not healthy within {timeout}s; log: {log_path}")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -14,7 +14,7 @@ EXAMPLE = Path(__file__).parents[2] / "docs" / "node.example.yaml"
 
 def test_documented_example_is_valid_and_matches_defaults():
     config = load_config(EXAMPLE)
-    assert config.node.name == "my-node"
+    assert config.node.name == "tooti-node"
     assert config.backend.type == "llamacpp"
     assert config.heartbeat.interval_sec == 5.0
     assert config.models.pricing["smollm2-135m"].output_per_1k == 0.0

@@ -261,10 +261,11 @@ async def test_the_events_of_all_frames_in_hand_go_out_in_one_write(app, network
     import time
 
     from tooti.gateway.attempt import NodeAttempt
-    from tooti.gateway.body import parse_body, upstream_request
+    from tooti.gateway.body import parse_body
     from tooti.gateway.context import RequestContext
-    from tooti.gateway.relay import sse_events
+    from tooti.gateway.relay import StreamedAnswer
     from tooti.wire.infer import Done, UsageFrame
+    from tooti.wire.request_body import upstream_request
 
     def chunk(delta, finish=None):
         return ChunkFrame(
@@ -283,12 +284,15 @@ async def test_the_events_of_all_frames_in_hand_go_out_in_one_write(app, network
     parsed = parse_body(json.dumps({**STREAM, "stream_options": {"include_usage": True}}).encode(), "chat")
     request = upstream_request(parsed, request_id="r1", deadline_ms=0)
     ctx = RequestContext("r1", debug=False)
-    attempt = NodeAttempt(
-        gw, "peerA", request, time.perf_counter() + 30, ctx, routed_at=time.perf_counter(), failovers=0
-    )
-    await attempt.open()
-    attempt.committed = True
-    writes = [w async for w in sse_events(attempt, parsed, ctx)]
+    writes: list[bytes] = []
+
+    async def send(message):
+        if message["type"] == "http.response.body":
+            writes.append(message["body"])
+
+    attempt = NodeAttempt(gw, "peerA", request, time.perf_counter() + 30, ctx, [])
+    await attempt.answer(StreamedAnswer(parsed, send, "r1", gw.metrics))
+    assert attempt.committed
     # held back role chunk + first token, then everything else with [DONE]: 2 writes for 14 events
     assert len(writes) == 2
     sent = events(b"".join(writes).decode())

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from tooti.config.model import Config, RoutingSection, TimeoutsSection
+from tooti.config.model import Config, GatewaySection, RoutingSection, TimeoutsSection, VerificationSection
 from tooti.errors import BackendBadRequest, BackendOverloaded, BackendUnavailable, ModelNotFound, UpstreamError
 from tooti.gateway import create_app
 from tooti.network import AdvertisedModel, NodeView
@@ -56,7 +56,10 @@ class GhostNetwork(LocalNetwork):
 def make_config(**kw) -> Config:
     timeouts = TimeoutsSection(**kw.pop("timeouts", {}))
     routing = RoutingSection(**{"cooldown_sec": 30.0, **kw.pop("routing", {})})
-    return Config(timeouts=timeouts, routing=routing, **kw)
+    # Failover mechanics among nodes, without canaries: while no node is verified the trust filter
+    # routes each request to one unverified node at random (docs/security.md), not in strategy order.
+    gateway = kw.pop("gateway", GatewaySection(verification=VerificationSection(enabled=False)))
+    return Config(timeouts=timeouts, routing=routing, gateway=gateway, **kw)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from tooti.p2p.bridge import TrioThread
 from tooti.p2p.p2p_network import P2PNetwork
 from tooti.p2p.runtime import RuntimeSettings
 from tooti.routing.table import RouteTable
-from tooti.testing import FakeBackend, make_plugin_host
+from tooti.testing import FakeBackend, eventually_asyncio, make_plugin_host
 
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -44,8 +44,8 @@ def quiet_node(tmp_path):
 async def test_a_model_known_only_to_the_dht_answers_503_not_404(quiet_node):
     settings = RuntimeSettings(bootstrap_peers=quiet_node.addrs, heartbeat_interval=1.0, bootstrap_interval=1.0)
     async with asyncio.timeout(60), P2PNetwork(settings) as net:
-        while not await net.find_providers("fake-model"):  # the node provides within ~5 s of a peer
-            await asyncio.sleep(0.5)
+        # the node provides within ~5 s of a peer
+        await eventually_asyncio(lambda: net.find_providers("fake-model"), timeout=60, interval=0.5)
         registry = net._require()[1].registry
         registry.table = RouteTable(registry.stale_after)  # a restarted gateway: no heartbeat, no memory
         async with AsyncTestClient(create_app(Config(), net, make_plugin_host())) as client:
@@ -84,7 +84,7 @@ async def test_lookups_are_remembered_and_bounded():
     assert calls == ["there", "nowhere", "nowhere"]
 
     async def hang(model):
-        await asyncio.sleep(3600)
+        await asyncio.sleep(3600)  # a DHT lookup that never answers: the timeout under test must end it
 
     slow = ProviderLookup(hang)
     assert not await slow.provided("x")  # gives up after LOOKUP_TIMEOUT_S

@@ -64,7 +64,7 @@ class FakeStream:
         if self._request is not None:
             data, self._request = self._request, None
             return data
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         if self.was_reset:
             raise StreamReset("reset")
         raise StreamEOF("half-closed")
@@ -74,7 +74,7 @@ class FakeStream:
             self.was_reset = True
             raise StreamReset("client went away")
         if not self.writes and self.first_write_delay:
-            await trio.sleep(self.first_write_delay)
+            await trio.sleep(self.first_write_delay)  # a slow client: the delay IS the behaviour under test
         self.writes.append(data)
         self.written_at.append(trio.current_time())
 
@@ -218,9 +218,9 @@ async def test_the_first_token_after_a_role_only_chunk_is_not_held_by_the_window
             return ChunkFrame(data={"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]})
 
         yield chunk({"role": "assistant", "content": ""})
-        await trio.sleep(0.005)
+        await trio.sleep(0.005)  # the model's token timing is what the write window is tested against
         yield chunk({"content": "first"})
-        await trio.sleep(0.05)
+        await trio.sleep(0.05)  # (as above)
         yield chunk({"content": "second"})
         yield Done()
 
@@ -239,7 +239,7 @@ async def test_the_end_of_an_answer_is_not_held_by_the_window():
 
     async def handler(request):
         yield ChunkFrame(data={"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "a"}}]})
-        await trio.sleep(0.01)
+        await trio.sleep(0.01)  # the model's token timing is what the write window is tested against
         yield ChunkFrame(data={"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "b"}}]})
         yield UsageFrame(prompt_tokens=1, completion_tokens=2, total_tokens=3)
         yield Done()
@@ -268,7 +268,7 @@ async def test_chunks_slower_than_the_window_are_written_at_once():
             yield ChunkFrame(
                 data={"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": word}}]}
             )
-            await trio.sleep(0.3)
+            await trio.sleep(0.3)  # a backend slower than the window: the pace IS the behaviour under test
         yield Done()
 
     service = InferService(handler, write_window=0.2)

@@ -12,7 +12,7 @@ from tooti.config.model import Config, ListenSection, MetricsSection, NodeSectio
 from tooti.node.agent import run_node
 from tooti.p2p.identity import generate_identity
 from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
-from tooti.testing import FakeBackend
+from tooti.testing import FakeBackend, eventually_trio
 from tooti.wire.infer import Done, InferRequest
 
 
@@ -37,8 +37,7 @@ async def test_metrics_endpoint_counts_served_requests(tmp_path):
             request = InferRequest(request_id="m", model="fake-model", stream=True, body={"messages": []})
             async with aclosing(client.request(node.peer_id, request)) as frames:
                 assert isinstance([f async for f in frames][-1], Done)
-            while node.service.served < 1:  # the node counts after its last write
-                await trio.sleep(0.01)
+            await eventually_trio(lambda: node.service.served >= 1, interval=0.01)  # counted after its last write
             async with httpx.AsyncClient() as http:
                 text = (await http.get(f"http://127.0.0.1:{node.metrics_port}/metrics")).text
             assert 'tooti_node_requests_total{outcome="served"} 1.0' in text

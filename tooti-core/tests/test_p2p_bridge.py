@@ -20,7 +20,7 @@ def anyio_backend():
 
 async def _idle(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
     task_status.started()
-    await trio.sleep_forever()
+    await trio.sleep_forever()  # the thread's main task only keeps the trio loop alive
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ async def test_order_end_and_errors_cross_over():
 
         async def numbers():
             for i in range(5):
-                await trio.sleep(0.001)
+                await trio.sleep(0.001)  # items produced over time, each crossing the bridge on its own
                 yield i
 
         assert [i async for i in t.stream(numbers)] == [0, 1, 2, 3, 4]
@@ -88,7 +88,7 @@ async def test_closing_the_asyncio_side_cancels_the_trio_task(thread):
         try:
             i = 0
             while True:
-                await trio.sleep(0.001)
+                await trio.sleep(0.001)  # a producer that never ends, paced so the reader can close it
                 yield i
                 i += 1
         finally:

@@ -14,7 +14,7 @@ from tooti.node.agent import run_node
 from tooti.p2p.bridge import TrioThread
 from tooti.p2p.p2p_network import P2PNetwork
 from tooti.p2p.runtime import RuntimeSettings
-from tooti.testing import FakeBackend
+from tooti.testing import FakeBackend, eventually_asyncio
 from tooti.wire.infer import ChunkFrame, Done, InferRequest
 
 INTERVAL = 0.3
@@ -46,11 +46,6 @@ def _req():
     )
 
 
-async def _until(predicate):
-    while not predicate():
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.anyio
 async def test_p2p_network_discovers_streams_and_cancels(node):
     started, backend = node
@@ -58,7 +53,7 @@ async def test_p2p_network_discovers_streams_and_cancels(node):
     async with asyncio.timeout(30), P2PNetwork(settings) as net:
         assert isinstance(net, Network)
         assert net.listen_addrs()[0].endswith(f"/p2p/{net.peer_id}")
-        await _until(lambda: [n.peer_id for n in net.nodes()] == [started.peer_id])
+        await eventually_asyncio(lambda: [n.peer_id for n in net.nodes()] == [started.peer_id], timeout=30)
         assert net.nodes()[0].serves() == {"fake-model"}
 
         backend.chunk_delay_sec = 0.0
@@ -76,8 +71,8 @@ async def test_p2p_network_discovers_streams_and_cancels(node):
         stream = net.infer(started.peer_id, _req())
         assert isinstance(await anext(stream), ChunkFrame)
         await stream.aclose()
-        await _until(lambda: backend.closed_early == 1)
-        await _until(lambda: started.service.cancelled == 1)
+        await eventually_asyncio(lambda: backend.closed_early == 1, timeout=30)
+        await eventually_asyncio(lambda: started.service.cancelled == 1, timeout=30)
 
         # Cancelling the consuming asyncio task (a client disconnect) has the same effect.
         async def consume():
@@ -85,12 +80,12 @@ async def test_p2p_network_discovers_streams_and_cancels(node):
                 pass
 
         task = asyncio.create_task(consume())
-        await _until(lambda: backend.in_flight == 1)
+        await eventually_asyncio(lambda: backend.in_flight == 1, timeout=30)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await _until(lambda: backend.closed_early == 2)
-        await _until(lambda: started.service.cancelled == 2)
+        await eventually_asyncio(lambda: backend.closed_early == 2, timeout=30)
+        await eventually_asyncio(lambda: started.service.cancelled == 2, timeout=30)
 
         # The connection survives the resets: a later request works.
         backend.chunk_delay_sec = 0.0

@@ -18,6 +18,7 @@ from tooti.p2p.dial_policy import DialBackoff, DialScopes, default_scopes, ip_sc
 from tooti.p2p.heartbeat import Heartbeat, encode_heartbeat
 from tooti.p2p.identity import generate_identity
 from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
+from tooti.testing import always_trio, eventually_trio
 from tooti.wire.infer import InferRequest
 
 INTERVAL = 0.3
@@ -66,9 +67,12 @@ async def _rogue_network(nursery, gateway_scopes, trap_addr_host):
     await nursery.start(trap.serve, trap_addr_host)
     lie = f"/ip4/{trap_addr_host}/tcp/{trap.port}/p2p/{rogue.peer_id}"
     beat = Heartbeat(node_id=rogue.peer_id, name="rogue", models=(AdvertisedModel(name="m"),), addrs=(lie,))
-    while gateway.registry.get(rogue.peer_id) is None:
+
+    async def announced():
         await rogue.publish(encode_heartbeat(beat))
-        await trio.sleep(0.1)
+        return gateway.registry.get(rogue.peer_id) is not None
+
+    await eventually_trio(announced, timeout=20, interval=0.1)
     assert rogue.peer_id not in gateway.connected_peers()
     return gateway, rogue, trap
 
@@ -89,7 +93,7 @@ async def test_an_announced_address_outside_the_dial_scopes_is_never_dialled():
             for _ in range(3):
                 with pytest.raises(BackendUnavailable, match="outside the dial scopes"):
                     await _ask(gateway, rogue.peer_id)
-            await trio.sleep(0.2)
+            await always_trio(lambda: trap.accepted == 0, duration=0.2)  # and no dial a moment later either
             assert trap.accepted == 0
             nursery.cancel_scope.cancel()
 
@@ -103,7 +107,7 @@ async def test_dials_to_one_peer_are_rate_limited():
             for _ in range(10):
                 with pytest.raises(BackendUnavailable):
                     await _ask(gateway, rogue.peer_id)
-            await trio.sleep(0.2)
+            await always_trio(lambda: trap.accepted <= 1, duration=0.2)  # no second dial a moment later either
             assert trap.accepted == 1
             assert gateway.backoff.refused == 9
             nursery.cancel_scope.cancel()
@@ -174,8 +178,7 @@ async def test_a_gateway_serves_a_node_it_may_not_dial_over_the_connection_the_n
                 heartbeat=HeartbeatSection(interval_sec=INTERVAL),
             )
             node = await nursery.start(run_node, config, FakeBackend())
-            while gateway.registry.get(node.peer_id) is None:
-                await trio.sleep(0.05)
+            await eventually_trio(lambda: gateway.registry.get(node.peer_id) is not None, timeout=20)
             request = InferRequest(request_id="r", model="fake-model", body={"messages": []})
             async with aclosing(gateway.request(node.peer_id, request)) as frames:
                 received = [frame async for frame in frames]

@@ -90,3 +90,76 @@ def test_mesh_config_errors_name_the_key(section, key):
 
     with pytest.raises(msgspec.ValidationError, match=key.replace(".", r"\.")):
         msgspec.convert(section, Config)
+
+
+class _FakeDialer:
+    """A :class:`~tooti.p2p.dial_policy.PeerDialer` that records dials and "connects" the ones that work."""
+
+    def __init__(self, scopes, reachable):
+        from tooti.p2p.dial_policy import DialBackoff
+
+        self.backoff = DialBackoff()
+        self.scopes = scopes
+        self.reachable = set(reachable)
+        self.connected: list[str] = []
+        self.dialled: list[str] = []
+
+    def connected_peers(self):
+        return list(self.connected)
+
+    def peerstore_addrs(self):
+        return {}
+
+    async def dial(self, peer, addrs):
+        from tooti.errors import BackendUnavailable
+
+        self.dialled.append(peer)
+        if not self.backoff.allow(peer):
+            raise BackendUnavailable("backing off")
+        if peer not in self.reachable or not self.scopes.filter(addrs):
+            self.backoff.failed(peer)
+            raise BackendUnavailable("unreachable")
+        self.connected.append(peer)
+
+    async def connect(self, addr):
+        raise AssertionError("no bootstrap peers configured")
+
+
+def test_peer_keeper_pins_gateways_fills_to_target_and_spares_what_backs_off():
+    """The keeper decides whom to dial through the PeerDialer interface alone (no libp2p host)."""
+    from tooti.network import NodeView
+    from tooti.p2p.dial_policy import DialScopes
+    from tooti.p2p.peer_keeper import PeerKeeper
+    from tooti.p2p.registry import Registry
+    from tooti.p2p.runtime_settings import RuntimeSettings
+
+    nodes = [f"node{i}" for i in range(6)]
+    views = [NodeView(peer_id=n, addrs=(f"/ip4/127.0.0.{i + 2}/tcp/4001",)) for i, n in enumerate(nodes)]
+    views.append(NodeView(peer_id="rogue", addrs=("/ip4/10.0.0.5/tcp/22",)))  # outside the scopes
+    views.append(NodeView(peer_id="me", addrs=("/ip4/127.0.0.1/tcp/1",)))
+
+    class _Registry(Registry):
+        def snapshot(self):
+            return views
+
+    book = GatewayBook(5.0)
+    book.record(GatewayPresence(peer_id="gw", addrs=("/ip4/127.0.0.9/tcp/4001/p2p/gw",)))
+    dialer = _FakeDialer(DialScopes.parse(["loopback"]), reachable=["gw", *nodes[1:]])
+    keeper = PeerKeeper(dialer, "me", RuntimeSettings(target_peers=3), _Registry(5.0), book)
+
+    import trio
+
+    trio.run(keeper.round)
+    assert dialer.dialled[0] == "gw"  # pinned first, whatever the count
+    assert "gw" in dialer.connected
+    assert "rogue" not in dialer.dialled  # no address in scope: not even tried
+    assert "me" not in dialer.dialled
+    assert len(dialer.dialled) == 3  # the gateway, then the two missing to reach the target
+    first = list(dialer.dialled)
+
+    dialer.connected.clear()
+    trio.run(keeper.round)  # a second round at once, all connections lost meanwhile
+    again = dialer.dialled[len(first) :]
+    assert not set(again) & set(first)  # each peer just dialled waits out its backoff
+    assert len(again) == 3  # others fill the target instead
+    assert "rogue" not in again

@@ -12,7 +12,7 @@ from tooti.errors import BackendUnavailable
 from tooti.node.agent import run_node
 from tooti.p2p.identity import generate_identity
 from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
-from tooti.testing import FakeBackend
+from tooti.testing import FakeBackend, eventually_trio
 from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, InferRequest, UsageFrame
 
 INTERVAL = 0.3
@@ -37,11 +37,6 @@ def _gateway(bootstrap):
         generate_identity(),
         RuntimeSettings(bootstrap_peers=list(bootstrap), heartbeat_interval=INTERVAL, bootstrap_interval=1.0),
     )
-
-
-async def _wait_for(predicate):
-    while not predicate():  # bounded by the test's fail_after
-        await trio.sleep(0.05)
 
 
 def _req(stream=True, model="fake-model"):
@@ -81,7 +76,7 @@ async def test_three_nodes_discovered_through_bootstrap_then_stale_after_kill(tm
             await nursery.start(gateway.run)
             peers = {s.peer_id for s in started}
             registry = gateway.registry
-            await _wait_for(lambda: {v.peer_id for v in registry.snapshot()} == peers)
+            await eventually_trio(lambda: {v.peer_id for v in registry.snapshot()} == peers, timeout=30)
 
             views = {v.peer_id: v for v in registry.snapshot()}
             n2 = started[2].peer_id
@@ -99,18 +94,15 @@ async def test_three_nodes_discovered_through_bootstrap_then_stale_after_kill(tm
 
             # DHT: providers of a model, found by a host that did not announce it.
             async def providers_found():
-                while True:
-                    found = set(await gateway.find_providers("m1"))
-                    if started[1].peer_id in found:
-                        return found
-                    await trio.sleep(0.2)
+                found = set(await gateway.find_providers("m1"))
+                return found if started[1].peer_id in found else None
 
-            assert started[1].peer_id in await providers_found()
+            assert started[1].peer_id in await eventually_trio(providers_found, timeout=30, interval=0.2)
 
             # Stop n2: it leaves the registry within 3 intervals of its last heartbeat.
             scopes[1].cancel()
             stopped = trio.current_time()
-            await _wait_for(lambda: n2 not in {v.peer_id for v in registry.snapshot()})
+            await eventually_trio(lambda: n2 not in {v.peer_id for v in registry.snapshot()}, timeout=30)
             assert trio.current_time() - stopped <= 3 * INTERVAL + 0.5
             await exited[1].wait()  # its host is closed: requests to it fail fast
             with pytest.raises(BackendUnavailable):
@@ -195,14 +187,17 @@ async def test_20_heartbeats_per_second_through_a_line_all_arrive():
             await a.connect(b.listen_addrs()[0])
             await c.bootstrap_once()
             assert a.peer_id not in c.connected_peers()  # line: A - B - C
-            while c.registry.get(a.peer_id) is None:  # wait for the mesh
+
+            async def heard_through_the_mesh():
                 await a.publish(encode_heartbeat(Heartbeat(node_id=a.peer_id)))
-                await trio.sleep(0.1)
+                return c.registry.get(a.peer_id) is not None
+
+            await eventually_trio(heard_through_the_mesh, timeout=30, interval=0.1)  # wait for the mesh
             before = c.registry.accepted
             for i in range(40):
                 await a.publish(encode_heartbeat(Heartbeat(node_id=a.peer_id, uptime_s=float(i))))
-                await trio.sleep(0.05)
-            await _wait_for(lambda: c.registry.accepted >= before + 40)
+                await trio.sleep(0.05)  # paced at the relays' rate limit (0.05 s): every one is forwarded
+            await eventually_trio(lambda: c.registry.accepted >= before + 40, timeout=30)
             assert c.registry.get(a.peer_id).age_s < 5
             nursery.cancel_scope.cancel()
 
@@ -318,7 +313,7 @@ async def test_concurrent_writes_of_every_size_arrive_whole_on_one_connection(ca
             stream = await writer.host.new_stream(reader.host.get_id(), [proto])
             for piece in payload(n):
                 await stream.write(piece)
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()  # let the other writers interleave their pieces
             await stream.close()
 
         async with trio.open_nursery() as writers:

@@ -14,7 +14,7 @@ from tooti.p2p.heartbeat import HEARTBEAT_TOPIC, Heartbeat, encode_heartbeat
 from tooti.p2p.identity import generate_identity, peer_id_of
 from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
 from tooti.p2p.safestream import open_stream, reset_stream
-from tooti.testing import FakeBackend
+from tooti.testing import FakeBackend, eventually_trio
 from tooti.wire.infer import PROTOCOL_ID, ChunkFrame, Done, ErrorFrame, InferRequest
 
 INTERVAL = 0.3
@@ -67,11 +67,14 @@ async def test_spoofed_heartbeat_is_dropped_and_genuine_one_accepted():
             # A real attacker does not run our validator; remove it so the spoof leaves this host.
             attacker.pubsub.remove_topic_validator(HEARTBEAT_TOPIC)
             victim = peer_id_of(generate_identity())
-            while gateway.registry.get(attacker.peer_id) is None:
+
+            async def honest_one_arrived() -> bool:
                 await attacker.publish(encode_heartbeat(Heartbeat(node_id=victim, name="spoof")))
                 await attacker.publish(encode_heartbeat(Heartbeat(node_id=attacker.peer_id, name="honest")))
                 await attacker.publish(b"\xff not json")
-                await trio.sleep(0.1)
+                return gateway.registry.get(attacker.peer_id) is not None
+
+            await eventually_trio(honest_one_arrived, timeout=30, interval=0.1)
             assert gateway.registry.dropped >= 2
             assert gateway.registry.get(victim) is None
             assert [v.peer_id for v in gateway.registry.snapshot()] == [attacker.peer_id]

@@ -13,7 +13,7 @@ from tooti.p2p import infer_server
 from tooti.p2p.identity import generate_identity
 from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
 from tooti.p2p.stream_pool import StreamPool
-from tooti.testing import FakeBackend
+from tooti.testing import FakeBackend, eventually_trio
 from tooti.wire.infer import ChunkFrame, Done, InferRequest
 
 INTERVAL = 0.3
@@ -41,11 +41,6 @@ def _req(i: int, *, stream: bool = True) -> InferRequest:
 async def _collect(client, peer, request):
     async with aclosing(client.request(peer, request)) as frames:
         return [f async for f in frames]
-
-
-async def _until(predicate):
-    while not predicate():
-        await trio.sleep(0.02)
 
 
 @pytest.mark.anyio
@@ -97,7 +92,7 @@ async def test_a_cancelled_answer_is_not_kept_and_the_next_request_works(tmp_pat
             async with aclosing(client.request(node.peer_id, _req(1))) as frames:
                 assert isinstance(await anext(frames), ChunkFrame)
             assert client.streams.idle(node.peer_id) == 0
-            await _until(lambda: backend.closed_early == 1)
+            await eventually_trio(lambda: backend.closed_early == 1, timeout=30)
             backend.chunk_delay_sec = 0.0
             assert isinstance((await _collect(client, node.peer_id, _req(2)))[-1], Done)
             assert node.service.cancelled == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import stat
 import struct
 
@@ -27,6 +28,7 @@ from tooti.p2p.framing import (
 from tooti.p2p.heartbeat import MAX_HEARTBEAT_BYTES, Heartbeat, HeartbeatError, decode_heartbeat, encode_heartbeat
 from tooti.p2p.identity import load_or_create_identity, peer_id_of, read_identity, to_go_format
 from tooti.p2p.registry import Registry
+from tooti.testing import eventually_trio
 from tooti.wire.infer import ChunkFrame, Done, InferRequest
 
 PEER = "12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK"
@@ -354,7 +356,9 @@ async def test_tcp_reads_take_what_arrived_together_from_one_socket_read():
     stream.stream.receive_some = counting  # type: ignore[method-assign]
     try:
         theirs.sendall(b"\x00\x04abcd\x00\x02ef")
-        await trio.sleep(0.05)
+        # All ten bytes in our kernel buffer before the first read (the test counts socket reads).
+        peek = functools.partial(ours.recv, 16, stdsocket.MSG_PEEK | stdsocket.MSG_DONTWAIT)
+        await eventually_trio(lambda: len(peek()) == 10, timeout=10, interval=0.01, ignoring=(BlockingIOError,))
         assert await stream.read(2) == b"\x00\x04"
         assert await stream.read(4) == b"abcd"
         assert await stream.read(2) == b"\x00\x02"
@@ -375,7 +379,7 @@ async def test_tcp_reads_take_what_arrived_together_from_one_socket_read():
     try:
         theirs.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_LINGER, struct.pack("ii", 1, 0))
         theirs.close()  # an RST, not a FIN
-        await trio.sleep(0.05)
+        await trio.sleep(0.05)  # for the RST to land; polling for it (a peek) would consume the error it carries
         with pytest.raises(ConnectionClosedError):
             await reset.read(2)
     finally:

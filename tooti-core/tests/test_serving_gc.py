@@ -8,6 +8,7 @@ import gc
 import pytest
 
 from tooti import serving_gc
+from tooti.testing import always_asyncio, eventually_asyncio
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def test_the_lifespan_tunes_the_collector_after_start_up_not_during_it(monkeypat
     async def serve() -> tuple[tuple[int, ...], tuple[int, ...]]:
         async with serving_gc.serving_gc_lifespan(None):
             at_start = gc.get_threshold()
-            await asyncio.sleep(0.2)
+            await eventually_asyncio(lambda: gc.get_threshold() != at_start, timeout=10, interval=0.01)
             return at_start, gc.get_threshold()
 
     at_start, serving = asyncio.run(serve())
@@ -41,7 +42,8 @@ def test_a_gateway_stopped_before_then_leaves_the_collector_alone(monkeypatch, r
     async def start_and_stop() -> None:
         async with serving_gc.serving_gc_lifespan(None):
             pass
-        await asyncio.sleep(0.3)
+        # past when the cancelled timer would have fired (0.2 s): the thresholds must stay as they were
+        await always_asyncio(lambda: gc.get_threshold() == (700, 10, 10), duration=0.3, interval=0.01)
 
     asyncio.run(start_and_stop())
     assert gc.get_threshold() == (700, 10, 10)

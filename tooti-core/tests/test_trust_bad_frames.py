@@ -10,7 +10,6 @@ is off so that the frame checks alone are tested.
 from __future__ import annotations
 
 import functools
-import time
 
 import httpx
 import msgspec
@@ -36,7 +35,7 @@ from tooti.p2p.heartbeat import Heartbeat, encode_heartbeat
 from tooti.p2p.identity import generate_identity
 from tooti.p2p.infer_server import InferService
 from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
-from tooti.testing import FakeBackend
+from tooti.testing import FakeBackend, eventually
 from tooti.trust.frame_check import gateway_error_text
 from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, ResultFrame, UsageFrame
 
@@ -106,7 +105,7 @@ async def _run_rogue(rogue, *, task_status=trio.TASK_STATUS_IGNORED):
         task_status.started((runtime.peer_id, runtime.listen_addrs()))
         while True:
             await runtime.publish(encode_heartbeat(beat))
-            await trio.sleep(INTERVAL)
+            await trio.sleep(INTERVAL)  # the rogue heartbeats on the network's interval, like any node
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +137,12 @@ def gateway(peers):
     network, lifespan = p2p_network(config)
     server = ServerThread(create_app(config, network, lifespan=[lifespan]), "127.0.0.1", 0)
     server.start()
-    deadline = time.monotonic() + 30
-    while len(httpx.get(f"{server.base_url}/v1/network/nodes", timeout=5).json()["data"]) < 2:
-        assert time.monotonic() < deadline, "nodes did not join"
-        time.sleep(0.1)
+    eventually(
+        lambda: len(httpx.get(f"{server.base_url}/v1/network/nodes", timeout=5).json()["data"]) >= 2,
+        timeout=30,
+        interval=0.1,
+        what="nodes did not join",
+    )
     yield server.base_url
     server.stop()
 

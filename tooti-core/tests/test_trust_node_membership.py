@@ -16,7 +16,7 @@ from tooti.config.model import AdmissionSection, Config, HeartbeatSection, Liste
 from tooti.node.agent import run_node
 from tooti.p2p.identity import generate_identity
 from tooti.p2p.runtime import P2PRuntime, RuntimeSettings
-from tooti.testing import FakeBackend
+from tooti.testing import FakeBackend, eventually
 from tooti.trust.membership import Authority, issue_certificate
 from tooti.wire.infer import Done, ErrorFrame, InferRequest
 
@@ -82,7 +82,6 @@ def test_requests_without_the_field_still_decode():
 
 def test_gateway_presents_its_certificate_to_membership_nodes(tmp_path):
     import functools
-    import time
 
     import httpx
 
@@ -123,10 +122,11 @@ def test_gateway_presents_its_certificate_to_membership_nodes(tmp_path):
             server = ServerThread(create_app(config, network, lifespan=[lifespan]), "127.0.0.1", 0)
             server.start()
             servers.append(server)
-            deadline = time.monotonic() + 30
-            while not httpx.get(f"{server.base_url}/v1/network/nodes", timeout=5).json()["data"]:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            eventually(
+                lambda url=server.base_url: httpx.get(f"{url}/v1/network/nodes", timeout=5).json()["data"],
+                timeout=30,
+                interval=0.1,
+            )
             body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
             response = httpx.post(f"{server.base_url}/v1/chat/completions", json=body, timeout=30)
             if certificate_file:

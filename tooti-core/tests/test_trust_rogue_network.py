@@ -39,7 +39,7 @@ from tooti.gateway.server import ServerThread
 from tooti.node.agent import run_node
 from tooti.p2p.bridge import TrioThread
 from tooti.p2p.identity import load_or_create_identity, peer_id_of
-from tooti.testing import FakeBackend
+from tooti.testing import FakeBackend, eventually
 from tooti.trust.membership import Authority, issue_certificate
 
 INTERVAL = 0.3
@@ -158,7 +158,7 @@ class Load:
             except openai.APIStatusError as exc:
                 with self._lock:
                     self.errors.append(exc.status_code)
-                time.sleep(0.05)
+                self._stop.wait(0.05)  # a user backs off after an error, and stops at once when told
                 continue
             text = raw.parse().choices[0].message.content or ""
             with self._lock:
@@ -167,20 +167,18 @@ class Load:
     def run(self, seconds: float) -> None:
         for t in self._threads:
             t.start()
-        time.sleep(seconds)
+        time.sleep(seconds)  # the load window IS the measurement: users run for a fixed time
         self._stop.set()
         for t in self._threads:
             t.join(35)
 
 
 def _wait_nodes(base_url, count, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def joined():
         data = httpx.get(f"{base_url}/v1/network/nodes", timeout=5).json()["data"]
-        if len(data) >= count:
-            return data
-        time.sleep(0.1)
-    raise AssertionError(f"fewer than {count} nodes joined")
+        return data if len(data) >= count else None
+
+    return eventually(joined, timeout=timeout, interval=0.1, what=f"fewer than {count} nodes joined")
 
 
 def test_rogue_peer_gets_no_users_after_warm_up_in_open_mode(cluster, tmp_path):
@@ -205,7 +203,13 @@ def test_rogue_peer_gets_no_users_after_warm_up_in_open_mode(cluster, tmp_path):
         assert rogue["reputation"] < 0.3
         assert all(nodes[p]["standing"] == "trusted" for p in cluster.honest_ids)
         metrics = httpx.get(f"{server.base_url}/metrics", timeout=5).text
-        assert f'tooti_gateway_node_standing{{peer_id="{cluster.rogue_id}",standing="quarantined"}} 1.0' in metrics
+        kind = rogue["standing_kind"]
+        assert kind in ("outvoted", "fixed_reply"), rogue
+        line = f'tooti_gateway_node_standing{{peer_id="{cluster.rogue_id}",reason="{kind}",standing="quarantined"}} 1.0'
+        assert line in metrics
+        assert f'tooti_gateway_verdicts_total{{outcome="fail",reason="{kind}"}}' in metrics
+        assert rogue["verdicts"][0]["outcome"] == "fail"
+        assert rogue["verdicts"][0]["reason"] == rogue["standing_reason"]
         peers = CliRunner().invoke(app, ["network", "peers", "--gateway", server.base_url], env={"COLUMNS": "400"})
         assert peers.exit_code == 0, peers.output
         rogue_row = next(line for line in peers.output.splitlines() if cluster.rogue_id in line)

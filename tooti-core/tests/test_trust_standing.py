@@ -6,7 +6,7 @@ import random
 
 from tooti.config.model import VerificationSection
 from tooti.routing.protocol import Candidate
-from tooti.trust.answer_checks import AnswerHistory, CanaryAnswer, outvoted, single_answer_problem
+from tooti.trust.answer_checks import AnswerHistory, CanaryAnswer, single_answer_problem
 from tooti.trust.canary_prompts import draw_prompt, pool_size
 from tooti.trust.reputation import Reputation
 from tooti.trust.standing import Standings
@@ -43,8 +43,8 @@ def test_probation_trust_quarantine_and_recheck():
     rep = Reputation(clock=clock)
     st = Standings(section, rep.score, rng=random.Random(1), clock=clock)
     assert st.state("new") == "probation"
-    # Nobody trusted yet: probation nodes serve (the model must not vanish during warm-up).
-    assert [c.peer_id for c in st.routable(_cands("new", "other"))] == ["new", "other"]
+    # Nobody trusted yet: probation nodes serve (the model must not vanish during warm-up), one per request.
+    assert [c.peer_id for c in st.routable(_cands("new", "other"))] in (["new"], ["other"])
     st.passed("other")
     st.passed("other")
     assert st.state("other") == "trusted"
@@ -85,9 +85,6 @@ def test_fixed_reply_majority_and_usage_checks():
     assert "fixed reply" in (history.add("rogue", "p3", "Sure! Here you go.") or "")
     assert history.add("honest", "p1", "4") is None
     assert history.add("honest", "p1", "4") is None  # the same prompt twice is fine
-    answers = [CanaryAnswer(peer_id=p, text=t) for p, t in (("a", "Paris"), ("b", "paris"), ("r", "Hello"))]
-    assert outvoted(answers) == {"r"}
-    assert outvoted(answers[1:]) == set()  # two that disagree: nobody can be blamed
     assert single_answer_problem(CanaryAnswer(peer_id="a", text="x", completion_tokens=900), 16)
     assert single_answer_problem(CanaryAnswer(peer_id="a", text=" "), 16)
     assert single_answer_problem(CanaryAnswer(peer_id="a", text="x", completion_tokens=3, prompt_tokens=9), 16) is None
@@ -103,7 +100,52 @@ def test_prompt_pool_is_varied():
 def test_during_warm_up_checked_nodes_go_first():
     clock = Clock()
     st = Standings(VerificationSection(probation_checks=2), Reputation(clock=clock).score, clock=clock)
-    assert [c.peer_id for c in st.routable(_cands("a", "b"))] == ["a", "b"]
-    st.passed("b")  # one check passed, not trusted yet
+    assert [c.peer_id for c in st.routable(_cands("a", "b"))] in (["a"], ["b"])
+    st.passed("a", corroborated=False)  # passing alone proves nothing: no preference
+    assert st.state("a") == "probation"
+    st.passed("b")  # one confirmed check passed, not trusted yet
     assert st.state("b") == "probation"
     assert [c.peer_id for c in st.routable(_cands("a", "b"))] == ["b"]
+
+
+def test_with_audits_on_canaries_alone_do_not_earn_a_full_share_of_users():
+    """A canary evader passes every canary: until an audit of its user answers passes, it stays bounded."""
+    clock = Clock()
+    section = VerificationSection(probation_checks=2, probation_share=0.0, audit_new_share=0.5)
+    rep = Reputation(clock=clock)
+    st = Standings(section, rep.score, rng=random.Random(1), clock=clock)
+    for peer in ("honest", "evader"):
+        st.passed(peer)
+        st.passed(peer)
+        assert st.state(peer) == "trusted"
+    # No audit has passed yet (none may ever, with a backend that gives no logprobs): served as without audits.
+    assert {c.peer_id for c in st.routable(_cands("honest", "evader"))} == {"honest", "evader"}
+    st.audit_passed("honest")
+    for _ in range(20):
+        assert [c.peer_id for c in st.routable(_cands("honest", "evader"))] == ["honest"]
+    assert st.weight("evader") > 0  # its canaries still earn it a vote in checks
+    st.failed("honest", "audit")
+    assert st.get("honest").audited is False
+
+
+def test_with_audits_on_a_reference_holds_canary_trusted_nodes_to_probation_from_the_start():
+    clock = Clock()
+    section = VerificationSection(
+        probation_checks=2, probation_share=0.0, references=["ref"], audit_share=0.02, audit_new_share=0.5
+    )
+    st = Standings(section, Reputation(clock=clock).score, rng=random.Random(1), clock=clock)
+    st.passed("evader")
+    st.passed("evader")
+    assert st.state("evader") == "trusted"
+    for _ in range(20):
+        assert [c.peer_id for c in st.routable(_cands("ref", "evader"))] == ["ref"]
+
+
+def test_with_audits_off_canaries_make_a_node_fully_routable():
+    clock = Clock()
+    section = VerificationSection(probation_checks=2, probation_share=0.0, audit_new_share=0.0)
+    st = Standings(section, Reputation(clock=clock).score, rng=random.Random(1), clock=clock)
+    for peer in ("a", "b"):
+        st.passed(peer)
+        st.passed(peer)
+    assert {c.peer_id for c in st.routable(_cands("a", "b"))} == {"a", "b"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from litestar.testing import AsyncTestClient
 
-from tooti.config.model import Config, RoutingSection
+from tooti.config.model import Config, GatewaySection, RoutingSection, VerificationSection
 from tooti.errors import ConfigError
 from tooti.gateway import create_app
 from tooti.network import AdvertisedModel
@@ -17,6 +17,7 @@ pytestmark = pytest.mark.anyio
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
 DEBUG = {"x-tooti-debug": "1"}
+NO_CANARIES = GatewaySection(verification=VerificationSection(enabled=False))
 # name: (price in = out per 1K, heartbeat TTFT ms, region); total prices 0.0002, 0.002, 0.008
 NODES = {"cheap": (0.0001, 900.0, "eu"), "mid": (0.001, 300.0, "eu"), "fast": (0.004, 50.0, "us")}
 
@@ -39,7 +40,8 @@ def network():
 async def client(network):
     # A fresh app per test: the gateway's own TTFT measurements of FakeBackend would otherwise
     # replace the heartbeat values the assertions rely on.
-    app = create_app(Config(), network, PluginHost(environ={}))
+    # Strategy ranking without canaries: while no node is verified, trust routes one at random.
+    app = create_app(Config(gateway=NO_CANARIES), network, PluginHost(environ={}))
     async with AsyncTestClient(app) as c:
         yield c
 
@@ -97,6 +99,8 @@ async def test_preferences_excluding_every_node_give_503(client):
 
 
 def test_bad_strategy_params_fail_at_start_with_the_config_path(network):
-    config = Config(routing=RoutingSection(strategy="latency", params={"latency": {"tolerance_ms": "20ms"}}))
+    config = Config(
+        routing=RoutingSection(strategy="latency", params={"latency": {"tolerance_ms": "20ms"}}), gateway=NO_CANARIES
+    )
     with pytest.raises(ConfigError, match=r"routing\.params\.latency\.tolerance_ms must be a number"):
         create_app(config, network, PluginHost(environ={}))

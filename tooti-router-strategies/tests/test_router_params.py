@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from tooti.plugins.host import PluginHost
@@ -19,6 +21,18 @@ def test_defaults_build_and_satisfy_the_protocol(cls):
     strategy = cls.from_params({})
     assert isinstance(strategy, RoutingStrategy)
     assert isinstance(strategy, cls)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_config_keys_are_the_keyword_arguments_and_defaults_live_only_there(cls):
+    """PARAMS validates exactly the keywords of ``__init__`` (less the injected rng); the defaults are its own."""
+    keywords = {n: p for n, p in inspect.signature(cls.__init__).parameters.items() if n not in {"self", "rng"}}
+    assert set(cls.PARAMS) == set(keywords)
+    assert all(p.default is not inspect.Parameter.empty for p in keywords.values())
+    built, plain = cls.from_params({}), cls(seed=None)
+    assert {n: getattr(built, n) for n in vars(plain) if n != "rng"} == {
+        n: getattr(plain, n) for n in vars(plain) if n != "rng"
+    }
 
 
 @pytest.mark.parametrize("cls", ALL)

@@ -23,13 +23,14 @@ class LlamaCppConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     model_path: str | None = None
     """GGUF file to serve in managed mode."""
     alias: str = ""
-    """Model name the managed server reports (default: llama.cpp's choice, from the file)."""
+    """Model name the managed server reports (default: the GGUF's ``general.name``, e.g. ``gemma-3-270m-it``)."""
     threads: Annotated[int, Meta(ge=1)] | None = None
     """CPU threads of the managed server; default half the CPUs, at least 1."""
     parallel: Annotated[int, Meta(ge=1)] = 2
     """Slots: requests generated concurrently."""
-    ctx: Annotated[int, Meta(ge=256)] = 2048
-    """Total context tokens, split evenly between the slots."""
+    ctx: Annotated[int, Meta(ge=256)] | None = None
+    """Total context tokens, split evenly between the slots (default: the model's trained context
+    per slot, cut to what half the available RAM holds as KV cache)."""
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 0
     """Managed server port; 0 picks a free one."""

@@ -17,7 +17,7 @@ from tooti.backends.protocol import (
     ModelInfo,
 )
 from tooti.hookspecs import TOOTI_HOOK_API
-from tooti.plugins.markers import hookimpl
+from tooti.plugin_markers import hookimpl
 from tooti.routing.protocol import Candidate, Decision, Preferences, RoutingStrategy
 
 __all__ = [

@@ -10,21 +10,29 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "MAX_ERROR_MESSAGE",
     "BackendBadRequest",
     "BackendError",
     "BackendOverloaded",
     "BackendTimeout",
     "BackendUnavailable",
     "ConfigError",
+    "ContextLengthExceeded",
     "DuplicatePluginError",
     "MalformedResponse",
     "ModelNotFound",
     "PluginError",
     "PluginLoadError",
     "PluginNotFoundError",
+    "StreamEnded",
     "TootiError",
     "UpstreamError",
 ]
+
+
+MAX_ERROR_MESSAGE = 512
+"""Longest error text kept from a model server or a node (they may quote the request): the one cap
+the backends' error mapping and the wire's error frames share."""
 
 
 class TootiError(Exception):
@@ -114,9 +122,45 @@ class BackendBadRequest(BackendError):
     http_status = 400
     error_type = "invalid_request_error"
 
+    def __init__(
+        self, message: str, *, status_code: int | None = None, reason: str | None = None, param: str | None = None
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.reason = reason
+        """Why, in OpenAI's code where it has one (``invalid_value``, ``unsupported_parameter``, …)."""
+        self.param = param
+        """The request field at fault, when the model server named one."""
+
     def client_status(self) -> int:
         """The status a client gets: the model server's 4xx when it is a client-facing one, else 400."""
         return client_status(self.status_code)
+
+
+class ContextLengthExceeded(BackendBadRequest):
+    """The prompt does not fit the model's context window: OpenAI's ``context_length_exceeded``.
+
+    Either count may be unknown when the model server did not say it.
+
+    Retrying elsewhere is the router's business (it skips nodes whose advertised context is too
+    small); a client that sees this code shortens its prompt (agents compact their history).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        prompt_tokens: int | None = None,
+        context_length: int | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, reason="context_length_exceeded", param=param)
+        self.prompt_tokens = prompt_tokens
+        self.context_length = context_length
+
+    def client_status(self) -> int:
+        """Always 400, as OpenAI answers it (TGI says 422, llama.cpp's embeddings 500)."""
+        return 400
 
 
 _NOT_PASSED_ON = frozenset({401, 403, 404, 407, 429})
@@ -155,3 +199,12 @@ class MalformedResponse(BackendError):
     retryable = True
     http_status = 502
     error_type = "upstream_error"
+
+
+class StreamEnded(MalformedResponse):
+    """A node's stream closed before the answer's end: short, but not a lie.
+
+    An honest node that restarts or crashes mid-answer does this, so the canary prober counts it
+    as inconclusive rather than a fault (a node that cuts every answer fails its users too, and
+    loses reputation on each); everywhere else it is a malformed (short) answer.
+    """

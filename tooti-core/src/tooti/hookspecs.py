@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tooti.plugins.markers import hookspec
+from tooti.plugin_markers import hookspec
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

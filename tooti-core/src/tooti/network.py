@@ -2,7 +2,9 @@
 
 The gateway never touches libp2p or trio. It reads a registry snapshot with :meth:`Network.nodes`
 (synchronous, no I/O: the p2p runtime keeps it current from heartbeats) and sends requests with
-:meth:`Network.infer`, an async iterator of response frames over one libp2p stream.
+:meth:`Network.infer`, an async iterator of response frames over one libp2p stream. Extras beyond
+these (route table, DHT lookups, heartbeat counts) are declared explicitly, not looked up by name:
+see :mod:`tooti.network_capabilities`.
 """
 
 from __future__ import annotations
@@ -87,9 +89,10 @@ class Network(Protocol):
     def nodes(self) -> list[NodeView]:
         """Live nodes (stale ones already pruned), sorted by peer id. No I/O; O(n), for tables and lists.
 
-        A network with many nodes also offers ``route_table() -> tooti.routing.table.RouteTable``
-        (optional, found with ``getattr``): routing data prepared as heartbeats arrive, which the
-        gateway routes from in constant time. Without it the gateway mirrors ``nodes()`` per decision.
+        A network with many nodes also declares a route table among its optional extras
+        (:class:`tooti.network_capabilities.NetworkCapabilities`): routing data prepared as heartbeats
+        arrive, which the gateway routes from in constant time. Without it the gateway mirrors
+        ``nodes()`` per decision.
         """
         ...
 

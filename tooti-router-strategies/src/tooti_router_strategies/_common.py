@@ -18,6 +18,8 @@ from itertools import compress
 from operator import itemgetter
 from typing import TYPE_CHECKING, Literal
 
+from tooti.routing.load import load_ratio
+from tooti.routing.prices import total_price
 from tooti.routing.protocol import Candidate, Decision
 from tooti_router_strategies._params import Param
 
@@ -61,19 +63,15 @@ MEDIAN_SAMPLE = 255
 """Largest sample the unknown-TTFT median is taken from."""
 
 COMMON_PARAMS: dict[str, Param] = {
-    "explain": Param(kind=int, default=3, ge=0, le=1000, doc="how many ranked nodes get a reason line"),
+    "explain": Param(kind=int, ge=0, le=1000, doc="how many ranked nodes get a reason line"),
     "sample": Param(
-        kind=int, default=0, ge=0, le=1_000_000, doc="score only a random sample of this many eligible nodes (0 = all)"
+        kind=int, ge=0, le=1_000_000, doc="score only a random sample of this many eligible nodes (0 = all)"
     ),
-    "seed": Param(kind=int, default=None, doc="seed for the random choices (tests, replays)"),
+    "seed": Param(kind=int, nullable=True, doc="seed for the random choices (tests, replays)"),
 }
 TTFT_PARAMS: dict[str, Param] = {
-    "unknown_ttft": Param(
-        kind=str, default="median", choices=("median", "optimistic"), doc="TTFT assumed for nodes never measured"
-    ),
-    "queue_penalty": Param(
-        kind=float, default=1.0, ge=0.0, le=100.0, doc="TTFT grows by this factor x queued/capacity"
-    ),
+    "unknown_ttft": Param(kind=str, choices=("median", "optimistic"), doc="TTFT assumed for nodes never measured"),
+    "queue_penalty": Param(kind=float, ge=0.0, le=100.0, doc="TTFT grows by this factor x queued/capacity"),
 }
 
 
@@ -100,13 +98,13 @@ def split_sample(el: list[Candidate], sample: int, rng: random.Random) -> tuple[
 
 
 def load_ratios(el: Sequence[Candidate]) -> list[float]:
-    """(in flight + queued) / capacity per candidate; an unknown or zero capacity counts as 1."""
-    return [(c.in_flight + c.queued) / (c.capacity or 1) for c in el]
+    """:func:`tooti.routing.load.load_ratio` per candidate: the gateway's and the route table's load."""
+    return list(map(load_ratio, el))
 
 
 def prices(el: Sequence[Candidate]) -> list[float]:
-    """Input plus output price per 1K tokens (unpriced nodes are free), as in max_price checks."""
-    return [(c.price_in_per_1k or 0.0) + (c.price_out_per_1k or 0.0) for c in el]
+    """:func:`tooti.routing.prices.total_price` per candidate (unpriced nodes are free), as max_price checks it."""
+    return list(map(total_price, el))
 
 
 def expected_ttfts(el: Sequence[Candidate], unknown: UnknownTtft, queue_penalty: float) -> tuple[list[float], float]:

@@ -3,6 +3,10 @@
 Every strategy declares its parameters as :class:`Param` records; :func:`parse_params` checks a
 config mapping against them so a misspelt key or a value of the wrong type fails at start-up with a
 message naming the exact config path, instead of silently falling back to a default.
+
+A :class:`Param` holds no default: a strategy's defaults are the keyword defaults of its
+``__init__``, declared once, and ``from_params`` passes on only the keys the config sets. So the
+strategy built from an empty config and the one built in code with no arguments are the same.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ __all__ = ["Param", "parse_params"]
 
 
 class Param(msgspec.Struct, frozen=True, kw_only=True):
-    """One accepted parameter: its type, default and allowed range or choices."""
+    """One accepted parameter: its type and allowed range or choices (its default is in ``__init__``)."""
 
     kind: type[float] | type[int] | type[str] | type[bool]
-    default: Any
+    nullable: bool = False
+    """Whether ``null`` is accepted (``seed``: none = from the OS)."""
     ge: float | None = None
     le: float | None = None
     choices: tuple[str, ...] = ()
@@ -29,7 +34,7 @@ class Param(msgspec.Struct, frozen=True, kw_only=True):
 
 def _coerce(path: str, spec: Param, value: object) -> object:
     """Return ``value`` converted to ``spec.kind`` or raise ``ValueError`` naming ``path``."""
-    if value is None and spec.default is None:
+    if value is None and spec.nullable:
         return None
     if spec.kind is bool:
         if not isinstance(value, bool):
@@ -54,7 +59,7 @@ def _coerce(path: str, spec: Param, value: object) -> object:
 
 
 def parse_params(strategy: str, params: Mapping[str, Any], spec: Mapping[str, Param]) -> dict[str, Any]:
-    """Validate ``params`` for ``strategy`` and fill in defaults.
+    """Validate ``params`` for ``strategy``: the keys it sets, converted (defaults are left to ``__init__``).
 
     Raises:
         ValueError: a key is not in ``spec`` or a value has the wrong type or range; the message
@@ -68,7 +73,4 @@ def parse_params(strategy: str, params: Mapping[str, Any], spec: Mapping[str, Pa
             f"routing.params.{strategy}.{unknown[0]}: unknown parameter for strategy {strategy!r}"
             f" (accepted: {', '.join(sorted(spec))})"
         )
-    out = {name: p.default for name, p in spec.items()}
-    for key, value in params.items():
-        out[key] = _coerce(f"routing.params.{strategy}.{key}", spec[key], value)
-    return out
+    return {key: _coerce(f"routing.params.{strategy}.{key}", spec[key], value) for key, value in params.items()}

@@ -69,11 +69,11 @@ class BalancedStrategy:
 
     name: ClassVar[str] = "balanced"
     PARAMS: ClassVar[dict[str, Param]] = {
-        "load_weight": Param(kind=float, default=0.35, ge=0.0, le=1000.0),
-        "latency_weight": Param(kind=float, default=0.35, ge=0.0, le=1000.0),
-        "cost_weight": Param(kind=float, default=0.2, ge=0.0, le=1000.0),
-        "failure_weight": Param(kind=float, default=0.1, ge=0.0, le=1000.0),
-        "tolerance": Param(kind=float, default=0.05, ge=0.0, doc="near-best score band width"),
+        "load_weight": Param(kind=float, ge=0.0, le=1000.0),
+        "latency_weight": Param(kind=float, ge=0.0, le=1000.0),
+        "cost_weight": Param(kind=float, ge=0.0, le=1000.0),
+        "failure_weight": Param(kind=float, ge=0.0, le=1000.0),
+        "tolerance": Param(kind=float, ge=0.0, doc="near-best score band width"),
         **TTFT_PARAMS,
         **COMMON_PARAMS,
     }

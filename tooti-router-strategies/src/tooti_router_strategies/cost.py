@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from tooti.routing.load import load_ratio
 from tooti_router_strategies._common import (
     COMMON_PARAMS,
     TTFT_PARAMS,
     UnknownTtft,
     build_decision,
+    load_ratios,
     make_rng,
     order_indices,
     prices,
@@ -43,11 +45,12 @@ def _full_after_free(el: Sequence[Candidate], price: list[float]) -> list[float]
     if not price:
         return price
     offset = max(price) - min(price) + 1.0
-    return [p + offset if _full(c) else p for p, c in zip(price, el, strict=True)]
+    return [p + offset if load >= 1.0 else p for p, load in zip(price, load_ratios(el), strict=True)]
 
 
 def _full(c: Candidate) -> bool:
-    return c.in_flight + c.queued >= (c.capacity or 1)
+    """No free slot: a load (:func:`tooti.routing.load.load_ratio`) of 1 or more."""
+    return load_ratio(c) >= 1.0
 
 
 class CostStrategy:
@@ -66,7 +69,7 @@ class CostStrategy:
 
     name: ClassVar[str] = "cost"
     PARAMS: ClassVar[dict[str, Param]] = {
-        "respect_capacity": Param(kind=bool, default=True, doc="free nodes before full ones"),
+        "respect_capacity": Param(kind=bool, doc="free nodes before full ones"),
         **TTFT_PARAMS,
         **COMMON_PARAMS,
     }

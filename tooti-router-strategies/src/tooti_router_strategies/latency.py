@@ -54,9 +54,9 @@ class LatencyStrategy:
 
     name: ClassVar[str] = "latency"
     PARAMS: ClassVar[dict[str, Param]] = {
-        "tolerance_ms": Param(kind=float, default=20.0, ge=0.0, doc="absolute near-best band width"),
-        "tolerance_ratio": Param(kind=float, default=0.1, ge=0.0, le=10.0, doc="relative near-best band width"),
-        "failure_penalty_ms": Param(kind=float, default=200.0, ge=0.0, doc="added per recent failure"),
+        "tolerance_ms": Param(kind=float, ge=0.0, doc="absolute near-best band width"),
+        "tolerance_ratio": Param(kind=float, ge=0.0, le=10.0, doc="relative near-best band width"),
+        "failure_penalty_ms": Param(kind=float, ge=0.0, doc="added per recent failure"),
         **TTFT_PARAMS,
         **COMMON_PARAMS,
     }

@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from tooti.routing.prices import models_by_name
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -45,7 +47,9 @@ def completion_allowance(body: dict[str, Any], kind: str, default: int) -> int:
 class Prices:
     """Advertised prices per (node, model) and the highest per model, rebuilt at most once a second.
 
-    Built from the registry snapshot (no I/O). Names and aliases both map to the model's price.
+    Built from the registry snapshot (no I/O). Names and aliases both map to the model's price, read
+    with :func:`tooti.routing.prices.models_by_name` as routing reads it, so a node announcing one
+    name twice is charged the price it was routed (and ``max_price``-checked) under.
     """
 
     def __init__(self) -> None:
@@ -62,14 +66,13 @@ class Prices:
         by_node: dict[tuple[str, str], tuple[float, float]] = {}
         highest: dict[str, tuple[float, float]] = {}
         for node in nodes():
-            for m in node.models:
+            for name, m in models_by_name(node).items():  # the owner of each name, as routing reads it
                 if m.price_in_per_1k is None and m.price_out_per_1k is None:
                     continue
                 price = (m.price_in_per_1k or 0.0, m.price_out_per_1k or 0.0)
-                for name in (m.name, *m.aliases):
-                    by_node[node.peer_id, name] = price
-                    top = highest.get(name, (0.0, 0.0))
-                    highest[name] = (max(top[0], price[0]), max(top[1], price[1]))
+                by_node[node.peer_id, name] = price
+                top = highest.get(name, (0.0, 0.0))
+                highest[name] = (max(top[0], price[0]), max(top[1], price[1]))
         self._by_node, self._highest = by_node, highest
 
     def of(self, peer_id: str | None, model: str) -> tuple[float, float]:

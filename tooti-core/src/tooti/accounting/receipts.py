@@ -127,7 +127,7 @@ def countersign(
     receipt: NodeReceipt, node_sig: bytes, counts: GatewayCounts, flags: list[str], gateway_key: KeyPair
 ) -> Countersigned:
     """Sign the receipt, the gateway's counts and the flags with the gateway's key."""
-    from tooti.p2p.identity import peer_id_of
+    from tooti.wire.peer_ids import peer_id_of
 
     gateway = peer_id_of(gateway_key)
     unsigned = _Unsigned(receipt=receipt, node_sig=node_sig.hex(), gateway=gateway, counts=counts, flags=flags)

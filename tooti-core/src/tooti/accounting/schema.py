@@ -21,7 +21,7 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = ["api_keys", "metadata", "rate_windows", "reservations", "usage"]
+__all__ = ["api_keys", "metadata", "node_audits", "node_standings", "rate_windows", "reservations", "usage"]
 
 metadata = MetaData()
 
@@ -86,3 +86,40 @@ rate_windows = Table(
     Column("requests", Integer, nullable=False, server_default="0"),
     Column("tokens", BigInteger, nullable=False, server_default="0"),
 )
+
+node_standings = Table(
+    "node_standings",
+    metadata,
+    Column("peer_id", String(128), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("since", Float, nullable=False),
+    Column("quarantined_until", Float, nullable=True),
+    Column("checks", Integer, nullable=False, server_default="0"),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("corroborated", Integer, nullable=False, server_default="0"),
+    Column("corroborated_in_row", Integer, nullable=False, server_default="0"),
+    Column("reputation_good", Float, nullable=False, server_default="0"),
+    Column("reputation_bad", Float, nullable=False, server_default="0"),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+    Index("ix_node_standings_updated", "updated_at"),
+)
+"""Each node's standing with the gateways sharing this store (docs/security.md): one row per node,
+the last verdict's writer wins, so every gateway on the store acts on every gateway's verdicts."""
+
+node_audits = Table(
+    "node_audits",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("peer_id", String(128), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("gateway", String(128), nullable=False),
+    Index("ix_node_audits_peer_at", "peer_id", "at"),
+    Index("ix_node_audits_at", "at"),
+)
+"""Every check verdict (pass, fail, inconclusive) with its reason; kept ``AUDIT_RETENTION_S``."""

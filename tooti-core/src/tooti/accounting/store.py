@@ -1,4 +1,4 @@
-"""The accounting store: keys, budget reservations, rate windows and usage rows, on SQLite or PostgreSQL.
+"""The accounting store: keys, reservations, rate windows, usage rows and node standings, on SQLite or PostgreSQL.
 
 One implementation serves both databases through SQLAlchemy Core; the only dialect-specific pieces
 are the upsert of a rate window and the day bucket of the usage summary. Every method is synchronous
@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from tooti.accounting.engine import open_engine, redact_url
 from tooti.accounting.migrate import upgrade
 from tooti.accounting.records import BudgetKind, KeyRecord, Settlement, UsageRow
-from tooti.accounting.schema import api_keys, rate_windows, reservations, usage
+from tooti.accounting.schema import api_keys, node_audits, node_standings, rate_windows, reservations, usage
 from tooti.api_key_format import HASH_PREFIX, KEY_PREFIX
 from tooti.api_key_format import generate_key as generate_api_key
 from tooti.api_key_format import hash_key as hash_api_key
@@ -46,6 +46,22 @@ __all__ = [
 _SHOWN_PREFIX = 10
 _DAY_S = 86400
 _MINUTE_S = 60
+_STANDING_FIELDS = (
+    "state",
+    "kind",
+    "reason",
+    "since",
+    "quarantined_until",
+    "checks",
+    "failures",
+    "corroborated",
+    "corroborated_in_row",
+    "reputation_good",
+    "reputation_bad",
+    "updated_at",
+    "updated_by",
+)
+"""The columns a newer standing row replaces (all but the key)."""
 
 
 class KeyNotFound(LookupError):
@@ -417,3 +433,49 @@ class AccountingStore:
             }
             for r in rows
         ]
+
+    # ---- node standings and check verdicts (tooti.trust.standing_ledger) ----------------------
+
+    def save_standings(self, standings: Sequence[dict[str, Any]], audits: Sequence[dict[str, Any]] = ()) -> None:
+        """Write node standings (one row per node; the newest ``updated_at`` wins) and verdicts, in one transaction.
+
+        A row is replaced only by a newer one, so two gateways writing at once converge on the
+        later verdict whatever order their transactions commit in.
+        """
+        if not standings and not audits:
+            return
+        ins = (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(node_standings)
+        with self.engine.begin() as conn:
+            for row in standings:
+                stmt = ins.values(**row).on_conflict_do_update(
+                    index_elements=[node_standings.c.peer_id],
+                    set_={f: ins.excluded[f] for f in _STANDING_FIELDS},
+                    where=node_standings.c.updated_at <= ins.excluded.updated_at,
+                )
+                conn.execute(stmt)
+            if audits:
+                conn.execute(insert(node_audits), list(audits))
+
+    def standings(self, *, updated_since: float | None = None) -> list[dict[str, Any]]:
+        """Node standing rows, oldest change first; only those changed at or after ``updated_since`` when given."""
+        stmt = select(node_standings)
+        if updated_since is not None:
+            stmt = stmt.where(node_standings.c.updated_at >= updated_since)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(node_standings.c.updated_at, node_standings.c.peer_id)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def audits(self, *, peer_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Check verdicts, newest first (of one node when ``peer_id`` is given)."""
+        stmt = select(node_audits)
+        if peer_id is not None:
+            stmt = stmt.where(node_audits.c.peer_id == peer_id)
+        stmt = stmt.order_by(node_audits.c.at.desc(), node_audits.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt).all()]
+
+    def prune_audits(self, older_than_s: float, now: float | None = None) -> int:
+        """Delete verdicts older than ``older_than_s``; returns how many."""
+        cutoff = (time.time() if now is None else now) - older_than_s
+        with self.engine.begin() as conn:
+            return int(conn.execute(delete(node_audits).where(node_audits.c.at < cutoff)).rowcount or 0)

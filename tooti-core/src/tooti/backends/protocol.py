@@ -39,7 +39,8 @@ class BackendSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     base_url: str
     """Root URL of the model server, e.g. ``http://127.0.0.1:8080``."""
     connect_timeout_sec: float = 5.0
-    request_timeout_sec: float = 120.0
+    request_timeout_sec: float = 300.0
+    """The same default as the config's ``backend.request_timeout_sec`` (a test keeps them one value)."""
     api_key: str | None = None
 
 

@@ -54,7 +54,7 @@ def _obj(value: Any) -> JSONObject:
 
 
 def _bad(message: str, param: str) -> BackendBadRequest:
-    return BackendBadRequest(f"{message} (parameter '{param}')")
+    return BackendBadRequest(f"{message} (parameter '{param}')", reason="invalid_value", param=param)
 
 
 # -- request -------------------------------------------------------------------------------------

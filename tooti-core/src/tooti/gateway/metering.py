@@ -10,7 +10,8 @@ Per request:
    Keys without either pay no hop at all.
 3. :meth:`Metering.frame_check`, per attempt: notes the node's signed receipt, its usage frame and
    the token-carrying chunks the gateway relayed (a few attribute updates per frame).
-4. :meth:`Metering.completed`, the gateway's per-request completion callback: builds the usage row
+4. :meth:`Metering.completed`, the gateway's per-request completion callback (called once per admitted
+   request by the exchange, :mod:`tooti.gateway.exchange`, however it ended): builds the usage row
    (node, tokens, cost, TTFT, duration, status, failovers) and the key's settlement and hands both to
    the accounting thread, which also verifies and countersigns the receipt — no I/O and no crypto on
    the event loop.
@@ -47,11 +48,11 @@ if TYPE_CHECKING:
 
     from tooti.accounting.store import AccountingStore
     from tooti.config.model import StoreSection
-    from tooti.gateway.body import ParsedBody
     from tooti.gateway.context import RequestContext
     from tooti.gateway.request_hooks import Completion
     from tooti.network import NodeView
     from tooti.wire.infer import InferRequest, ResponseFrame
+    from tooti.wire.request_body import ParsedBody
 
 __all__ = ["KEY_STATE", "Metering"]
 
@@ -268,30 +269,6 @@ class Metering:
         return evidence.see
 
     # ---- after the request ----------------------------------------------------------------------
-
-    def abandon(self, request_id: str, model: str) -> None:
-        """Record a request refused before any node was tried, and release its reservation.
-
-        Routing can refuse a request after its budget was reserved (no such model, bad preferences);
-        without this the reservation would wait for the stale sweep. No-op once its completion came.
-        """
-        if request_id not in self._pending:
-            return
-        from tooti.gateway.request_hooks import Completion
-
-        self.completed(
-            Completion(
-                request_id=request_id,
-                model=model,
-                peer_id=None,
-                usage=None,
-                ttft_s=None,
-                duration_s=0.0,
-                status="failed",
-                failovers=0,
-                error="NotRouted",
-            )
-        )
 
     def completed(self, done: Completion) -> None:
         """Record one finished client request (the gateway's completion callback; no I/O)."""

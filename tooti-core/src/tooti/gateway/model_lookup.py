@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
+
+from tooti.network_capabilities import capabilities_of
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -57,10 +59,9 @@ class ProviderLookup:
         self.lookups = 0
 
     @classmethod
-    def for_network(cls, network: Any) -> ProviderLookup:
-        """A lookup over ``network.find_providers`` when the network has one."""
-        find = getattr(network, "find_providers", None)
-        return cls(find if callable(find) else None)
+    def for_network(cls, network: object) -> ProviderLookup:
+        """A lookup over the network's DHT provider lookup when it declares one."""
+        return cls(capabilities_of(network).find_providers)
 
     def remembered(self, model: str) -> bool | None:
         """The remembered answer for ``model``, or ``None`` when there is none (or it expired)."""

@@ -19,9 +19,12 @@ def model_list(nodes: Sequence[NodeView]) -> list[dict[str, Any]]:
     """OpenAI ``model`` objects for every name and alias a live node serves, sorted by id.
 
     Aliases are listed as their own entries with ``root`` naming the canonical model, so clients
-    that pick a model from the list can use either name.
+    that pick a model from the list can use either name. ``pricing`` is the range of prices per
+    1K tokens the serving nodes announce (``None`` when no node announces one): each node sets its
+    own, so a client sees what a request may cost before sending it.
     """
     entries: dict[str, dict[str, Any]] = {}
+    prices: dict[str, dict[str, list[float]]] = {}
     for node in nodes:
         for m in node.models:
             for name in (m.name, *m.aliases):
@@ -38,9 +41,22 @@ def model_list(nodes: Sequence[NodeView]) -> list[dict[str, Any]]:
                         "nodes": 0,
                     }
                 entry["nodes"] += 1
+                seen = prices.setdefault(name, {"input_per_1k": [], "output_per_1k": []})
+                if m.price_in_per_1k is not None:
+                    seen["input_per_1k"].append(m.price_in_per_1k)
+                if m.price_out_per_1k is not None:
+                    seen["output_per_1k"].append(m.price_out_per_1k)
                 if m.context_length and (entry["context_length"] or 0) < m.context_length:
                     entry["context_length"] = m.context_length
+    for name, entry in entries.items():
+        entry["pricing"] = _price_range(prices[name])
     return [entries[k] for k in sorted(entries)]
+
+
+def _price_range(seen: dict[str, list[float]]) -> dict[str, dict[str, float]] | None:
+    """``{"input_per_1k": {"min", "max"}, ...}`` over the announced prices; ``None`` if nobody announced one."""
+    out = {kind: {"min": min(values), "max": max(values)} for kind, values in seen.items() if values}
+    return out or None
 
 
 def _gateway_view(obs: Observations, peer_id: str) -> dict[str, Any]:

@@ -9,9 +9,11 @@ hands the record to a thread or a queue).
   that attempt passes through the checker before the gateway uses it. A checker rejects a frame by
   raising :class:`~tooti.errors.MalformedResponse`, which the attempt treats like any malformed
   answer from the node (failover before the first token, cooldown, an error event after it).
-- **Completion callbacks** (accounting, receipts): each callback in ``on_complete`` gets one
-  :class:`Completion` per client request, once, however it ended: answered, failed on every node,
-  or abandoned by the client.
+- **Completion callbacks** (accounting, receipts, reputation): each callback in ``on_complete`` gets
+  one :class:`Completion` per admitted client request, once, however it ended: answered, failed on
+  every node or mid-answer, refused by routing before any node, or abandoned by the client. The
+  completion is built in one place, when the request's exchange settles
+  (:mod:`tooti.gateway.exchange`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ log = logging.getLogger(__name__)
 
 CompletionStatus = Literal["ok", "failed", "cancelled"]
 """``ok``: the answer reached the client whole; ``failed``: it ended with an error (before or after
-the first token); ``cancelled``: the client went away first."""
+the first token, or no node could be routed to); ``cancelled``: the client went away first (499)."""
 
 FrameCheck: TypeAlias = Callable[[ResponseFrame], None]
 """Raises :class:`~tooti.errors.MalformedResponse` for a frame the gateway must not use."""
@@ -56,7 +58,8 @@ class Completion:
     failovers: int
     """Nodes tried before the one that answered (or before giving up)."""
     error: str | None = None
-    """The error class name when ``status`` is ``failed``."""
+    """Why it did not end ``ok``: the error class name, ``NotRouted`` (refused before any node),
+    ``TimeoutError`` (the budget ran out before a node answered) or ``ClientDisconnected``."""
     node_fault: bool = False
     """Whether that error is the node's own (:attr:`tooti.errors.BackendError.node_fault`): a client's
     mistake, a missing model or a busy node says nothing against it."""

@@ -5,20 +5,27 @@ from __future__ import annotations
 import heapq
 import random
 from operator import attrgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from tooti.gateway.api_errors import ApiError
+import msgspec
+
+from tooti.gateway.api_errors import ApiError, context_length_message
 from tooti.gateway.candidates import candidate_for
 from tooti.gateway.model_lookup import ProviderLookup
 from tooti.gateway.observations import Observations
 from tooti.gateway.request_hooks import RequestHooks
 from tooti.gateway.strategies import StrategyResolver, UnknownStrategy
-from tooti.routing.eligibility import eligible, total_price
+from tooti.network_capabilities import capabilities_of
+from tooti.routing.affinity import PrefixAffinity
+from tooti.routing.context_fit import largest_context, needed_context
+from tooti.routing.eligibility import eligible
+from tooti.routing.load import load_ratio
 from tooti.routing.ordering import cooling_last, with_reserve
+from tooti.routing.prices import total_price
 from tooti.routing.table import HEAD_PER_KEY, RANDOM_PICKS, SMALL, RouteTable
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from tooti.config.model import Config
     from tooti.gateway.metrics import GatewayMetrics
@@ -38,8 +45,8 @@ def _bounded(cands: list[Candidate], rng: random.Random) -> list[Candidate]:
     if len(cands) <= SMALL:
         return cands
     best: dict[str, Candidate] = {}
-    keys = (
-        lambda c: (c.in_flight + c.queued) / (c.capacity or 1),
+    keys: tuple[Callable[[Candidate], float], ...] = (
+        load_ratio,
         lambda c: c.ttft_ms if c.ttft_ms is not None else float("inf"),
         total_price,
     )
@@ -59,6 +66,17 @@ def _no_capacity(model: str) -> ApiError:
     )
 
 
+def _none_eligible(pool: list[Candidate], prefs: Preferences) -> ApiError:
+    """400 ``context_length_exceeded`` when only the context rule excluded ``pool``, else 503."""
+    if prefs.context_tokens and eligible(pool, msgspec.structs.replace(prefs, context_tokens=0)):
+        return ApiError(
+            400,
+            context_length_message(prefs.context_tokens, largest_context(pool), estimated=True),
+            code="context_length_exceeded",
+        )
+    return ApiError(503, f"no node for {prefs.model!r} matches the routing preferences", code="no_eligible_node")
+
+
 class Gateway:
     """Everything the request handlers share: network, strategies, observations, metrics, config."""
 
@@ -74,8 +92,21 @@ class Gateway:
         """Candidates the trust filter left out that may still take a request every other node failed
         (never quarantined ones): ranked after everything else, so failover does not end early."""
         """The last say over eligible candidates (probation share, reputation floor; :mod:`tooti.trust`)."""
+        self.trust_settle: Callable[[list[str]], Awaitable[bool]] | None = None
+        """Waits (bounded) while every node of a decision awaits its first check; ``True`` if it waited."""
         self.strategies = StrategyResolver(plugin_host, config.routing.strategy, config.routing.params)
-        self.providers = ProviderLookup.for_network(network)
+        extras = capabilities_of(network)
+        self.providers = ProviderLookup(extras.find_providers)
+        self._network_table = extras.route_table
+        aff = config.routing.affinity
+        self.affinity = PrefixAffinity(
+            table_size=aff.table_size if aff.enabled else 0,
+            chunk_bytes=aff.chunk_bytes,
+            max_prefix_bytes=aff.max_prefix_kib * 1024,
+            load_ratio=aff.load_ratio,
+            load_margin=aff.load_margin,
+        )
+        """Which node served which prompt prefix (``routing.affinity``); the failover loop feeds it."""
         self._mirror = RouteTable(float("inf"))
         self._rng = random.Random()
         self._next_housekeeping = 0.0
@@ -87,10 +118,8 @@ class Gateway:
         network without one (tests, ``tooti.node.local``) is mirrored per decision, which is O(n) and
         fine for the handful of nodes such networks hold.
         """
-        table = getattr(self.network, "route_table", None)
-        if callable(table):
-            found: RouteTable = table()
-            return found
+        if self._network_table is not None:
+            return self._network_table()
         self._mirror.sync(self.network.nodes())
         return self._mirror
 
@@ -106,6 +135,12 @@ class Gateway:
             return _no_capacity(model)
         return ApiError(404, f"model {model!r} does not exist on this network", param="model", code="model_not_found")
 
+    def for_request(self, prefs: Preferences, kind: str, body: dict[str, Any]) -> Preferences:
+        """``prefs`` with what routing reads from the request itself: its context need and prefix keys."""
+        return msgspec.structs.replace(
+            prefs, context_tokens=needed_context(kind, body), prefix_keys=self.affinity.keys(kind, prefs.model, body)
+        )
+
     async def route(self, prefs: Preferences) -> Decision:
         """:meth:`decide`, and before a 404 one bounded DHT lookup of the model (the request path's call).
 
@@ -115,7 +150,10 @@ class Gateway:
         Routable requests never reach the lookup.
         """
         try:
-            return self.decide(prefs)
+            decision = self.decide(prefs)
+            if self.trust_settle is not None and await self.trust_settle(decision.peer_ids):
+                decision = self.decide(prefs)  # a verdict came in while waiting: decide on it
+            return decision
         except ApiError as exc:
             if exc.code != "model_not_found":
                 raise
@@ -145,13 +183,14 @@ class Gateway:
         obs = self.observations
         obs_now = obs.now()
         model = prefs.model
-        cands = eligible([candidate_for(e, model, obs, obs_now) for e in entries], prefs)
+        pool = [candidate_for(e, model, obs, obs_now) for e in entries]
+        cands = eligible(pool, prefs)
         if not cands and table.count(model) > len(entries):
-            # A narrowing preference (price, region, ignore) excluded the whole shortlist: look at all.
-            everyone = [candidate_for(e, model, obs, obs_now) for e in table.select_all(model, now)]
-            cands = _bounded(eligible(everyone, prefs), self._rng)
+            # A narrowing preference (price, region, ignore, context) excluded the whole shortlist: look at all.
+            pool = [candidate_for(e, model, obs, obs_now) for e in table.select_all(model, now)]
+            cands = _bounded(eligible(pool, prefs), self._rng)
         if not cands:
-            raise ApiError(503, f"no node for {model!r} matches the routing preferences", code="no_eligible_node")
+            raise _none_eligible(pool, prefs)
         reserve: list[Candidate] = []
         if self.trust_filter is not None:
             allowed = self.trust_filter(cands)
@@ -164,5 +203,5 @@ class Gateway:
         decision = strategy.rank(cands, prefs)
         if not decision.ordered:
             raise ApiError(503, f"no node for {model!r} matches the routing preferences", code="no_eligible_node")
-        decision = cooling_last(decision)
+        decision = cooling_last(self.affinity.prefer(decision, prefs))
         return with_reserve(decision, cooling_last(strategy.rank(reserve, prefs))) if reserve else decision

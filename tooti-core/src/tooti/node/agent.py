@@ -22,7 +22,7 @@ from tooti.node.handler import handle_request
 from tooti.node.hardware import detect_hardware
 from tooti.node.health import BackendWatch, WatchedBackend
 from tooti.node.perf import PerfTracker
-from tooti.node.receipt_signer import with_receipt
+from tooti.node.receipt_signer import ReceiptTally
 from tooti.node.served_models import refuse_unserved
 from tooti.p2p.heartbeat import HeartbeatError, encode_heartbeat
 from tooti.p2p.identity import load_or_create_identity, peer_id_of
@@ -164,8 +164,8 @@ async def run_node(
     peer_id = peer_id_of(key_pair)
 
     def handler(request: InferRequest) -> AsyncIterator[ResponseFrame]:
-        frames = handle_request(watched, request, perf=perf)  # type: ignore[arg-type]  # a proxy of the protocol
-        return with_receipt(frames, request, key_pair, peer_id) if request.want_receipt else frames
+        tally = ReceiptTally(key_pair, peer_id, request) if request.want_receipt else None
+        return handle_request(watched, request, perf=perf, tally=tally)  # type: ignore[arg-type]  # a proxy of the protocol
 
     service = InferService(
         refuse_unserved(handler, lambda: watch.announced),

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from tooti.backends.protocol import InferenceBackend, JSONObject
     from tooti.node.perf import PerfTracker
+    from tooti.node.receipt_signer import ReceiptTally
 
 __all__ = ["handle_request", "responses_usage_frame"]
 
@@ -175,7 +176,11 @@ def _frames(backend: InferenceBackend, request: InferRequest, perf: PerfTracker 
 
 
 async def handle_request(
-    backend: InferenceBackend, request: InferRequest, *, perf: PerfTracker | None = None
+    backend: InferenceBackend,
+    request: InferRequest,
+    *,
+    perf: PerfTracker | None = None,
+    tally: ReceiptTally | None = None,
 ) -> AsyncGenerator[ResponseFrame, None]:
     """Run ``request`` on ``backend`` and yield its response frames, ending with Done or an ErrorFrame.
 
@@ -186,6 +191,9 @@ async def handle_request(
     client sees of it is the gateway's decision. Backend
     failures become an :class:`ErrorFrame` (never an exception); closing this generator early closes
     the backend's stream, which stops generation upstream.
+
+    With ``tally`` (the gateway asked for a signed receipt) every frame is shown to it and its
+    receipt goes out just before ``Done``; a failed request gets none (nothing to be paid for).
     """
     if request.kind not in ("chat", "completion", "embeddings", "responses"):
         yield error_to_frame(BackendBadRequest(f"unknown request kind {request.kind!r}"))
@@ -197,6 +205,8 @@ async def handle_request(
     try:
         async with closing_iter(_frames(backend, request, perf)) as frames:
             async for frame in frames:
+                if tally is not None:
+                    tally.see(frame)
                 yield frame
     except TimeoutError:
         failure = error_to_frame(BackendTimeout("request deadline exceeded on the node"))
@@ -212,4 +222,6 @@ async def handle_request(
         return
     if perf is not None:
         perf.record_request()
+    if tally is not None:
+        yield tally.receipt()
     yield Done()

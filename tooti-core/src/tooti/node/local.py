@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from tooti._aio import closing_iter
-from tooti.errors import BackendUnavailable, MalformedResponse
+from tooti.errors import BackendUnavailable, StreamEnded
 from tooti.network import AdvertisedModel, NodeView
 from tooti.node.handler import handle_request
 from tooti.node.perf import PerfTracker
@@ -118,4 +118,4 @@ class LocalNetwork:
                         return
         finally:
             node.in_flight -= 1
-        raise MalformedResponse(f"stream from {peer_id} ended without done")
+        raise StreamEnded(f"stream from {peer_id} ended without done")

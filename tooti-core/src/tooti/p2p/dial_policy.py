@@ -11,6 +11,10 @@ Peer-announced DNS addresses are never dialled (the name could resolve anywhere)
 
 :class:`DialBackoff` spaces dial attempts to one peer: at least :data:`MIN_GAP_SEC` apart, doubling
 after each failure up to :data:`MAX_BACKOFF_SEC`, reset by a success.
+
+:class:`PeerDialer` is the interface between whoever decides *whom* to dial (the peer keeper) and
+what dials (:class:`tooti.p2p.dialer.Dialer`): the keeper sees scopes, backoff and connected peers,
+never the libp2p host.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from __future__ import annotations
 import ipaddress
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
+
+from tooti.config.dial_scopes import SCOPE_NAMES, IPNetwork, parse_scope
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -29,17 +35,16 @@ __all__ = [
     "SCOPE_NAMES",
     "DialBackoff",
     "DialScopes",
+    "PeerDialer",
     "address_ip",
     "default_scopes",
     "ip_scope",
 ]
 
-SCOPE_NAMES = ("public", "private", "loopback", "link-local")
 MIN_GAP_SEC = 1.0
 MAX_BACKOFF_SEC = 60.0
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _PRIVATE = tuple(
     ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
@@ -68,16 +73,6 @@ def address_ip(addr: str) -> IPAddress | None:
         return ipaddress.ip_address(parts[2])
     except ValueError:
         return None
-
-
-def parse_scope(value: str) -> str | IPNetwork:
-    """A scope name, or a CIDR range; raises ``ValueError`` naming what is accepted."""
-    if value in SCOPE_NAMES:
-        return value
-    try:
-        return ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        raise ValueError(f"dial scope {value!r} is neither one of {', '.join(SCOPE_NAMES)} nor a CIDR range") from None
 
 
 def default_scopes(listen_host: str, interface_ips: Iterable[str]) -> list[str]:
@@ -183,3 +178,27 @@ class DialBackoff:
         for peer in [p for p, t in self._next.items() if t <= now]:
             self._next.pop(peer, None)
             self._delay.pop(peer, None)
+
+
+class PeerDialer(Protocol):
+    """What the peer keeper needs from the dialer (implemented by :class:`tooti.p2p.dialer.Dialer`)."""
+
+    backoff: DialBackoff
+    scopes: DialScopes | None
+    """``None`` until the host listens (the default scopes depend on the listen address)."""
+
+    def connected_peers(self) -> list[str]:
+        """Peer ids with an open connection."""
+        ...
+
+    def peerstore_addrs(self) -> dict[str, tuple[str, ...]]:
+        """Addresses libp2p learned per peer (identify, DHT, mDNS): candidates, not trusted."""
+        ...
+
+    async def dial(self, peer: str, addrs: Iterable[str]) -> None:
+        """One dial through the scopes and the backoff; raises ``BackendUnavailable`` when it fails."""
+        ...
+
+    async def connect(self, addr: str) -> str:
+        """Dial an operator-written ``…/p2p/<id>`` address (no backoff); returns the peer id."""
+        ...

@@ -31,7 +31,7 @@ BURST = 5
 FLOOD_SCORE = 20.0
 """Refusal score (each refusal adds 1, the score halves every second) at which a signer is flooding.
 
-Well under the hundred refusals after which gossipsub's score gate (``runtime._score_params``)
+Well under the hundred refusals after which gossipsub's score gate (``libp2p_host.score_params``)
 stops passing a flooder's messages to the validator (past it the score would stop growing)."""
 _MAX_TRACKED = 50_000
 """Peers remembered at once; past it, peers whose bucket is full again are forgotten."""

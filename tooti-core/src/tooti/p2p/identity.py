@@ -10,6 +10,7 @@ import os
 from typing import TYPE_CHECKING
 
 from tooti.errors import ConfigError
+from tooti.wire.peer_ids import peer_id_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -28,13 +29,6 @@ def generate_identity() -> KeyPair:
     from libp2p.crypto.ed25519 import create_new_key_pair
 
     return create_new_key_pair()
-
-
-def peer_id_of(key_pair: KeyPair) -> str:
-    """Return the base58 peer id (``12D3KooW…``) of ``key_pair``."""
-    from libp2p.peer.id import ID
-
-    return str(ID.from_pubkey(key_pair.public_key).to_base58())
 
 
 def _from_go(data: bytes) -> KeyPair:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tooti.errors import BackendUnavailable, MalformedResponse
+from tooti.errors import BackendUnavailable, MalformedResponse, StreamEnded
 from tooti.p2p.framing import (
     MAX_REQUEST_FRAME,
     MAX_RESPONSE_FRAME,
@@ -39,17 +39,13 @@ if TYPE_CHECKING:
 __all__ = ["request_frames"]
 
 
-class _StreamEnded(MalformedResponse):
-    """The stream ended before the answer did (on a kept stream: the node closed it while idle)."""
-
-
 async def _next_frame(reader: FrameReader, peer: ID) -> ResponseFrame:
     from libp2p.network.stream.exceptions import StreamError
 
     try:
         return decode_response(await reader.read_payload())
     except EndOfStream:
-        raise _StreamEnded(f"stream from {peer} ended without done") from None
+        raise StreamEnded(f"stream from {peer} ended without done") from None
     except FrameError as exc:
         raise MalformedResponse(f"bad frame from {peer}: {exc}") from None
     except StreamError as exc:
@@ -82,7 +78,7 @@ async def _first_frame(
         if kept is not None:
             try:
                 return (kept, *await _exchange(kept, data, peer, half_close=False))
-            except (BackendUnavailable, _StreamEnded):
+            except (BackendUnavailable, StreamEnded):
                 pass  # closed or reset by the node while idle: nothing was served, send it on a new stream
     stream = await open_stream(host, peer, PROTOCOL_ID, open_timeout)
     return (stream, *await _exchange(stream, data, peer, half_close=pool is None))

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Literal, Self
 
-from tooti.errors import MalformedResponse
+from tooti.errors import StreamEnded
+from tooti.network_capabilities import NetworkCapabilities
 from tooti.wire.infer import Done, ErrorFrame
 
 if TYPE_CHECKING:
@@ -133,6 +134,17 @@ class P2PNetwork:
         """Full multiaddrs (``…/p2p/<id>``) nodes can bootstrap from."""
         return list(self._addrs)
 
+    @property
+    def capabilities(self) -> NetworkCapabilities:
+        """The extras a p2p network offers: route table, DHT lookups, heartbeat counts, hosts, directions."""
+        return NetworkCapabilities(
+            route_table=self.route_table,
+            find_providers=self.find_providers,
+            heartbeat_counts=self.heartbeat_counts,
+            remote_host=self.remote_host,
+            connection_direction=self.connection_direction,
+        )
+
     def nodes(self) -> list[NodeView]:
         """Live nodes from the heartbeat registry; no I/O."""
         return self._require()[1].registry.snapshot()
@@ -149,6 +161,17 @@ class P2PNetwork:
         if self._runtime is None:
             return {}
         return {**self._runtime.registry.counts(), "peers_banned": self._runtime.bans.total}
+
+    def remote_host(self, peer_id: str) -> str | None:
+        """The source IP of the live connection to ``peer_id`` (``None`` when not connected or not started)."""
+        return None if self._runtime is None else self._runtime.remote_host(peer_id)
+
+    def connection_direction(self, peer_id: str) -> Literal["inbound", "outbound"] | None:
+        """Who opened the live connection to ``peer_id`` (``None`` when not connected or not started).
+
+        ``"outbound"``: this gateway dialled the node; ``"inbound"``: the node dialled the gateway.
+        """
+        return None if self._runtime is None else self._runtime.connection_direction(peer_id)
 
     @property
     def dropped_heartbeats(self) -> int:
@@ -176,7 +199,7 @@ class NodeFrames:
 
     ``ready_nowait()`` returns the frames already delivered without waiting, so the gateway handles
     (and writes to its client) everything in hand at once. A stream that ends before Done or an
-    error frame raises :class:`MalformedResponse`: an answer is never silently short.
+    error frame raises :class:`~tooti.errors.StreamEnded` (a MalformedResponse): an answer is never silently short.
     """
 
     __slots__ = ("_finished", "_inner", "peer_id")
@@ -197,7 +220,7 @@ class NodeFrames:
         except StopAsyncIteration:
             self._finished = True
             await self._inner.aclose()
-            raise MalformedResponse(f"stream from {self.peer_id} ended without done") from None
+            raise StreamEnded(f"stream from {self.peer_id} ended without done") from None
         except BaseException:
             self._finished = True
             await self._inner.aclose()

@@ -13,7 +13,9 @@ nodes were healthy). Every round (``RuntimeSettings.bootstrap_interval``) the :c
    even when every bootstrap peer is gone.
 
 Every dial goes through the dial scopes and the per-peer backoff, so a peer cannot make this host
-dial in a loop or outside its scopes.
+dial in a loop or outside its scopes. The keeper decides *whom* to dial; it dials through a
+:class:`~tooti.p2p.dial_policy.PeerDialer` (:class:`tooti.p2p.dialer.Dialer` in a runtime, a fake in
+unit tests) and never touches the libp2p host.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from tooti.p2p.known_peers import MAX_PEERS, KnownPeer, load_known_peers, save_k
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from tooti.p2p.runtime import P2PRuntime
+    from tooti.p2p.dial_policy import PeerDialer
+    from tooti.p2p.presence import GatewayBook
+    from tooti.p2p.registry import Registry
+    from tooti.p2p.runtime_settings import RuntimeSettings
 
 __all__ = ["MAX_DIALS_PER_ROUND", "PeerKeeper"]
 
@@ -48,11 +53,24 @@ def _strip(addr: str) -> str:
 
 
 class PeerKeeper:
-    """The connection-keeping loop of one runtime (runs in the runtime's trio nursery)."""
+    """The connection-keeping loop of one host (runs in the runtime's trio nursery).
 
-    def __init__(self, runtime: P2PRuntime) -> None:
-        self.runtime = runtime
-        self.settings = runtime.settings
+    Args:
+        dialer: what dials (scopes, backoff, connected peers).
+        own_id: this host's peer id (never dialled).
+        settings: bootstrap peers, configured gateways, target count, interval, known peers file.
+        registry: nodes heard in heartbeats (their announced addresses are candidates).
+        gateways: gateways learned from presence records (pinned).
+    """
+
+    def __init__(
+        self, dialer: PeerDialer, own_id: str, settings: RuntimeSettings, registry: Registry, gateways: GatewayBook
+    ) -> None:
+        self.dialer = dialer
+        self.own_id = own_id
+        self.settings = settings
+        self.registry = registry
+        self.gateways = gateways
         self.known: dict[str, tuple[str, ...]] = {}
         """Addresses learned for each peer (without ``/p2p``), newest sources first."""
         self._saved: list[KnownPeer] = []
@@ -60,7 +78,7 @@ class PeerKeeper:
     # -- sources ----------------------------------------------------------------------------------
 
     def _learn(self, peer: str, addrs: Iterable[str]) -> None:
-        if peer == self.runtime.peer_id:
+        if peer == self.own_id:
             return
         stripped = tuple(dict.fromkeys(_strip(a) for a in addrs if a.startswith("/")))
         if stripped:
@@ -70,17 +88,11 @@ class PeerKeeper:
                 del self.known[stale]
 
     def _learn_all(self) -> None:
-        from libp2p.peer.peerstore import PeerStoreError
-
-        store = self.runtime.host.get_peerstore()
-        for peer in store.peers_with_addrs():
-            try:
-                self._learn(str(peer.to_base58()), (str(a) for a in store.addrs(peer)))
-            except PeerStoreError:
-                continue
-        for view in self.runtime.registry.snapshot():
+        for peer, addrs in self.dialer.peerstore_addrs().items():
+            self._learn(peer, addrs)
+        for view in self.registry.snapshot():
             self._learn(view.peer_id, view.addrs)
-        for gateway, addrs in self.runtime.gateways.gateways().items():
+        for gateway, addrs in self.gateways.gateways().items():
             self._learn(gateway, addrs)
 
     def pinned(self) -> dict[str, tuple[str, ...]]:
@@ -88,29 +100,21 @@ class PeerKeeper:
         out: dict[str, tuple[str, ...]] = {}
         for addr in self.settings.gateways:
             peer = peer_id_of_addr(addr)
-            if peer is not None and peer != self.runtime.peer_id:
+            if peer is not None and peer != self.own_id:
                 out[peer] = (*out.get(peer, ()), _strip(addr))
-        for peer, addrs in self.runtime.gateways.gateways().items():
-            if peer != self.runtime.peer_id:
+        for peer, addrs in self.gateways.gateways().items():
+            if peer != self.own_id:
                 out.setdefault(peer, tuple(_strip(a) for a in addrs))
         return out
 
     # -- dialling ---------------------------------------------------------------------------------
 
     async def _dial(self, peer: str, addrs: Iterable[str], pinned: bool = False) -> bool:
-        """One bounded dial through scopes and backoff (:meth:`P2PRuntime.dial`); ``True`` when connected."""
-        from libp2p.peer.id import ID
-
-        runtime = self.runtime
-        if runtime.backoff.wait_left(peer) > 0:
+        """One bounded dial through scopes and backoff (:meth:`PeerDialer.dial`); ``True`` when connected."""
+        if self.dialer.backoff.wait_left(peer) > 0:
             return False  # quietly: a configured gateway that is down would log every round
         try:
-            peer_id = ID.from_base58(peer)
-        except Exception:  # noqa: BLE001 - a malformed id learned from a peer
-            runtime.backoff.failed(peer)
-            return False
-        try:
-            await runtime.dial(peer_id, addrs)
+            await self.dialer.dial(peer, addrs)
         except BackendUnavailable as exc:
             log.log(logging.INFO if pinned else logging.DEBUG, "peer %s unreachable: %s", peer, exc.message)
             return False
@@ -118,10 +122,10 @@ class PeerKeeper:
 
     def _worth_dialling(self, peer: str, addrs: tuple[str, ...], connected: set[str]) -> bool:
         """Not connected, not this host, an address in scope, and not backing off."""
-        runtime = self.runtime
-        if peer in connected or peer == runtime.peer_id or runtime.backoff.wait_left(peer) > 0:
+        dialer = self.dialer
+        if peer in connected or peer == self.own_id or dialer.backoff.wait_left(peer) > 0:
             return False
-        return runtime.scopes is None or bool(runtime.scopes.filter(addrs))
+        return dialer.scopes is None or bool(dialer.scopes.filter(addrs))
 
     async def _dial_many(self, targets: list[tuple[str, tuple[str, ...]]], *, pinned: bool = False) -> None:
         async with trio.open_nursery() as nursery:
@@ -130,19 +134,19 @@ class PeerKeeper:
 
     async def round(self) -> None:
         """One maintenance round (see the module docstring)."""
-        runtime = self.runtime
+        dialer = self.dialer
         self._learn_all()
-        connected = set(runtime.connected_peers())
+        connected = set(dialer.connected_peers())
         pinned = [(p, a) for p, a in self.pinned().items() if p not in connected]
         if pinned:
             await self._dial_many(pinned, pinned=True)
-            connected = set(runtime.connected_peers())
+            connected = set(dialer.connected_peers())
         missing = self.settings.target_peers - len(connected)
         if missing > 0:
             candidates: dict[str, tuple[str, ...]] = {}
             bootstrap = await expand_bootstrap(self.settings.bootstrap_peers, self.settings.resolver)
-            if runtime.scopes is not None:
-                runtime.scopes.trust(bootstrap)  # the operator wrote these
+            if dialer.scopes is not None:
+                dialer.scopes.trust(bootstrap)  # the operator wrote these
             for addr in bootstrap:
                 peer = peer_id_of_addr(addr)
                 if peer is not None:
@@ -154,6 +158,27 @@ class PeerKeeper:
             todo = [(p, a) for p, a in candidates.items() if self._worth_dialling(p, a, connected)]
             await self._dial_many(todo[: min(missing, MAX_DIALS_PER_ROUND)])
         self.save()
+
+    async def bootstrap_once(self) -> int:
+        """Dial every bootstrap peer not yet connected; return how many are connected."""
+        addrs = await expand_bootstrap(self.settings.bootstrap_peers, self.settings.resolver)
+        if self.dialer.scopes is not None:
+            self.dialer.scopes.trust(addrs)  # the operator wrote these
+        connected = set(self.dialer.connected_peers())
+        ok = 0
+        for addr in addrs:
+            peer = peer_id_of_addr(addr)
+            if peer == self.own_id:
+                continue
+            if peer in connected:
+                ok += 1
+                continue
+            try:
+                await self.dialer.connect(addr)
+                ok += 1
+            except BackendUnavailable as exc:
+                log.info("bootstrap peer %s unreachable: %s", addr, exc.message)
+        return ok
 
     # -- persistence ------------------------------------------------------------------------------
 
@@ -174,7 +199,7 @@ class PeerKeeper:
         path = self.settings.known_peers_file
         if path is None:
             return
-        connected = self.runtime.connected_peers()
+        connected = self.dialer.connected_peers()
         order = [p for p in connected if p in self.known]
         order += [p.id for p in self._saved if p.id not in order and p.id in self.known]
         peers = [KnownPeer(p, self.known[p]) for p in order][:MAX_PEERS]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tooti.plugin_markers import hookimpl, hookspec
 from tooti.plugins.host import PluginHost
 from tooti.plugins.inventory import PluginInfo, PluginKind
-from tooti.plugins.markers import hookimpl, hookspec
 
 __all__ = ["PluginHost", "PluginInfo", "PluginKind", "hookimpl", "hookspec"]

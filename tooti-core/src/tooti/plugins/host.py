@@ -16,8 +16,8 @@ import pluggy
 
 from tooti import hookspecs
 from tooti.errors import DuplicatePluginError, PluginLoadError, PluginNotFoundError
+from tooti.plugin_markers import PROJECT_NAME
 from tooti.plugins.inventory import KINDS, PluginInfo, PluginKind
-from tooti.plugins.markers import PROJECT_NAME
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

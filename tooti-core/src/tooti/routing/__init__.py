@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from tooti.routing.eligibility import eligible, total_price
+from tooti.routing.eligibility import eligible
 from tooti.routing.ordering import cooling_last
+from tooti.routing.prices import total_price
 from tooti.routing.protocol import Candidate, Decision, Preferences, RoutingStrategy
 
 __all__ = ["Candidate", "Decision", "Preferences", "RoutingStrategy", "cooling_last", "eligible", "total_price"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tooti.plugins.markers import hookimpl
+from tooti.plugin_markers import hookimpl
+from tooti.routing.load import outstanding
 from tooti.routing.protocol import Candidate, Decision, Preferences, RoutingStrategy
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ _EXPLAIN = 10
 
 
 def _key(c: Candidate) -> tuple[int, int, float]:
-    return (c.in_flight + c.queued, c.recent_failures, c.ttft_ms if c.ttft_ms is not None else float("inf"))
+    return (outstanding(c), c.recent_failures, c.ttft_ms if c.ttft_ms is not None else float("inf"))
 
 
 class SimpleStrategy:
@@ -36,7 +37,7 @@ class SimpleStrategy:
     def rank(self, candidates: Sequence[Candidate], prefs: Preferences) -> Decision:
         """Return the candidates (all eligible: the gateway filtered them), least busy first."""
         ordered = sorted(candidates, key=_key)
-        reasons = tuple(f"{c.peer_id}: load {c.in_flight + c.queued}, ttft {c.ttft_ms} ms" for c in ordered[:_EXPLAIN])
+        reasons = tuple(f"{c.peer_id}: load {outstanding(c)}, ttft {c.ttft_ms} ms" for c in ordered[:_EXPLAIN])
         return Decision(ordered=tuple(ordered), strategy=self.name, reasons=reasons)
 
 

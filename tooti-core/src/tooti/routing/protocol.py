@@ -48,6 +48,8 @@ class Candidate(msgspec.Struct, kw_only=True, frozen=True):
     """Failures the gateway saw from this node in the last minute."""
     reputation: float = 1.0
     """The gateway's trust in this node, 0..1 (verification results and failures); 1.0 by default."""
+    context_length: int | None = None
+    """The tokens one request may use on this node for the requested model, as it announced them."""
 
 
 class Preferences(msgspec.Struct, kw_only=True, frozen=True):
@@ -60,6 +62,11 @@ class Preferences(msgspec.Struct, kw_only=True, frozen=True):
     only: frozenset[str] | None = None
     ignore: frozenset[str] = frozenset()
     region: str | None = None
+    context_tokens: int = 0
+    """The gateway's low estimate of the tokens the request needs (prompt plus ``max_tokens``;
+    :mod:`tooti.routing.context_fit`); nodes announcing a smaller context are not eligible. 0: unknown."""
+    prefix_keys: tuple[int, ...] = ()
+    """Hashes of the request's rendered prefix, shortest first (:mod:`tooti.routing.affinity`)."""
 
 
 class Decision(msgspec.Struct, kw_only=True, frozen=True):

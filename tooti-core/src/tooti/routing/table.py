@@ -29,6 +29,9 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from tooti.routing.load import load_ratio
+from tooti.routing.prices import models_by_name, total_price
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
@@ -62,28 +65,23 @@ class RouteEntry:
     until the gateway's observations of the node change (see ``tooti.gateway.candidates``).
     """
 
-    __slots__ = ("cache", "load", "names", "peer_id", "prices", "seen", "ttft", "view")
+    __slots__ = ("by_name", "cache", "load", "names", "peer_id", "seen", "ttft", "view")
 
     def __init__(self, view: NodeView, seen: float) -> None:
         self.peer_id = view.peer_id
         self.view = view
         self.seen = seen
-        prices: dict[str, tuple[float | None, float | None]] = {}
-        for m in view.models:
-            price = (m.price_in_per_1k, m.price_out_per_1k)
-            prices.setdefault(m.name, price)
-            for alias in m.aliases:
-                prices.setdefault(alias, price)
-        self.prices = prices
-        self.names = frozenset(prices)
-        self.load = (view.in_flight + view.queued) / (view.capacity or 1)
+        self.by_name = models_by_name(view)
+        """Each served name or alias → the announced model (price, context length) that owns it."""
+        self.names = frozenset(self.by_name)
+        self.load = load_ratio(view)
         self.ttft = view.ttft_ms if view.ttft_ms is not None else _INF
         self.cache: dict[str, tuple[Candidate, int, float, object]] = {}
 
     def total_price(self, model: str) -> float:
         """Input plus output price per 1K tokens of ``model`` on this node (unpriced: free)."""
-        price_in, price_out = self.prices.get(model, (None, None))
-        return (price_in or 0.0) + (price_out or 0.0)
+        owner = self.by_name.get(model)
+        return total_price(owner) if owner is not None else 0.0
 
 
 class _ModelIndex:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tooti.plugin_markers import hookimpl
 from tooti.plugins.host import PluginHost
-from tooti.plugins.markers import hookimpl
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence

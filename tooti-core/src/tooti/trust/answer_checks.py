@@ -1,27 +1,24 @@
-"""What a canary answer proves about a node: checks that need one answer, and checks across nodes.
+"""What a canary answer proves about a node: checks that need one answer, and the key to compare answers by.
 
 Single-node checks (:func:`single_answer_problem`, :class:`AnswerHistory`): the answer is a
 well-formed completion (the frame checks already ran), its usage is plausible for the request (no
 more completion tokens than ``max_tokens``, a non-zero prompt), and the node does not give the same
 text to different prompts (a fixed reply).
 
-Cross-node check (:func:`outvoted`): every node claiming the same model build got the same
-deterministic request (temperature 0, the same seed and length); nodes whose answer differs from a
-clear majority are outvoted. Answers are compared on a normalised prefix, because identical engines
-on different hardware may drift apart after some tokens.
+Across nodes, answers are compared by :func:`answer_key`, a normalised prefix: every node claiming
+the same model build got the same deterministic request (temperature 0, the same seed and length),
+and identical engines on different hardware may drift apart after some tokens. Who decides such a
+comparison (references, earned weight, a head count only among new nodes) is
+:mod:`tooti.trust.round_verdict`'s.
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
-from typing import TYPE_CHECKING
+from collections import deque
 
 import msgspec
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-__all__ = ["AnswerHistory", "CanaryAnswer", "answer_key", "outvoted", "single_answer_problem"]
+__all__ = ["AnswerHistory", "CanaryAnswer", "answer_key", "single_answer_problem"]
 
 PREFIX_CHARS = 48
 """Answers are compared on this many normalised characters."""
@@ -81,18 +78,3 @@ class AnswerHistory:
         """Drop nodes that left."""
         for peer in [p for p in self._seen if p not in live]:
             del self._seen[peer]
-
-
-def outvoted(answers: Sequence[CanaryAnswer]) -> set[str]:
-    """Peers whose answer differs from a strict majority of at least two agreeing nodes.
-
-    Only answers without a problem vote. With two nodes that disagree nobody is outvoted: the
-    gateway cannot tell which one is lying, so the single-node checks decide.
-    """
-    votes = {a.peer_id: answer_key(a.text) for a in answers if not a.problem and not a.inconclusive}
-    if len(votes) < 3:
-        return set()
-    key, count = Counter(votes.values()).most_common(1)[0]
-    if count < 2 or count * 2 <= len(votes):
-        return set()
-    return {peer for peer, k in votes.items() if k != key}

@@ -9,7 +9,10 @@ account is suspended, log in at …"). :class:`FrameCheck` runs once per frame o
   the client yet, fails over to the next node;
 * replaces a node's error text by the gateway's own words for that error code; the node's text goes
   to the log only, capped and quoted, and only with ``gateway.log_content`` (it may quote the
-  request: a tool schema, a prompt).
+  request: a tool schema, a prompt). Of a refusal's typed detail only what the gateway can vouch
+  for is kept (:func:`node_error`): a known reason, token counts in range, and a ``param`` that is
+  a request field this gateway knows of (a closed list), so a node cannot write to the client
+  through it either.
 
 The walk is linear in the frame's size (frames are already capped at 4 MiB by the wire layer) and
 costs a few microseconds for a typical chunk.
@@ -22,7 +25,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from tooti.errors import BackendError, MalformedResponse
-from tooti.wire.error_codes import error_from_frame
+from tooti.wire.error_codes import MAX_TOKEN_COUNT, error_from_frame
 from tooti.wire.infer import ChunkFrame, Done, ErrorFrame, ResultFrame, UsageFrame
 from tooti.wire.receipt import ReceiptFrame
 
@@ -31,11 +34,11 @@ if TYPE_CHECKING:
 
     from tooti.wire.infer import ErrorCode, RequestKind, ResponseFrame
 
-__all__ = ["MAX_USAGE_TOKENS", "FrameCheck", "gateway_error_text", "node_error"]
+__all__ = ["MAX_USAGE_TOKENS", "FrameCheck", "gateway_error_text", "gateway_frame", "node_error"]
 
 log = logging.getLogger(__name__)
 
-MAX_USAGE_TOKENS = 100_000_000
+MAX_USAGE_TOKENS = MAX_TOKEN_COUNT
 """More tokens than any context window holds: a usage above this is a lie, not a big request."""
 _MAX_INT = 2**53
 """Largest integer every JSON client reads exactly."""
@@ -64,13 +67,54 @@ def gateway_error_text(code: ErrorCode | str) -> str:
     return _GATEWAY_TEXT.get(code, _GATEWAY_TEXT["upstream"])
 
 
+_KNOWN_PARAMS = frozenset(
+    {
+        # OpenAI chat, completions, embeddings and responses request fields
+        "model", "messages", "prompt", "input", "instructions", "suffix", "max_tokens", "max_completion_tokens",
+        "max_output_tokens", "temperature", "top_p", "n", "stop", "stream", "stream_options", "presence_penalty",
+        "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "echo", "best_of", "user", "seed", "tools",
+        "tool_choice", "parallel_tool_calls", "response_format", "functions", "function_call", "encoding_format",
+        "dimensions", "text", "reasoning", "reasoning_effort", "modalities", "metadata", "store", "truncation",
+        "include", "previous_response_id", "service_tier", "prediction", "audio", "web_search_options",
+        # sampling and template fields llama.cpp and vLLM accept besides OpenAI's
+        "top_k", "min_p", "typical_p", "repeat_penalty", "repeat_last_n", "mirostat", "grammar", "json_schema",
+        "n_probs", "cache_prompt", "chat_template_kwargs", "add_generation_prompt", "continue_final_message",
+        "min_tokens", "ignore_eos", "guided_json", "guided_regex", "guided_choice", "guided_grammar",
+        "structured_outputs", "length_penalty", "repetition_penalty", "skip_special_tokens",
+    }
+)  # fmt: skip
+"""Request fields a node's ``param`` may name: a closed list, so the field is never free text from a peer."""
+
+
+def _known_param(param: str | None) -> str | None:
+    if param is None:
+        return None
+    root = param.split(".", 1)[0].split("[", 1)[0]
+    return param if root in _KNOWN_PARAMS else None
+
+
+def gateway_frame(frame: ErrorFrame) -> ErrorFrame:
+    """``frame`` in the gateway's words: its code, status and checked typed detail, none of its text."""
+    return ErrorFrame(
+        code=frame.code,
+        message=gateway_error_text(frame.code),
+        status=frame.status,
+        reason=frame.reason,
+        param=_known_param(frame.param),
+        prompt_tokens=frame.prompt_tokens,
+        context_length=frame.context_length,
+    )
+
+
 def node_error(frame: ErrorFrame) -> BackendError:
     """The error a node reported, as its :class:`BackendError` class but in the gateway's words.
 
     The class (hence failover and the HTTP status) follows the node's code; the text never does: a
-    node's message may be aimed at users ("your account is suspended, log in at …").
+    node's message may be aimed at users ("your account is suspended, log in at …"). What survives
+    of a refusal is typed and bounded (:func:`tooti.wire.error_codes.error_from_frame` checks it);
+    :mod:`tooti.gateway.api_errors` writes the client's message from it.
     """
-    return error_from_frame(ErrorFrame(code=frame.code, message=gateway_error_text(frame.code), status=frame.status))
+    return error_from_frame(gateway_frame(frame))
 
 
 def _bad(why: str) -> MalformedResponse:
@@ -245,7 +289,7 @@ class FrameCheck:
                 )
             else:  # the text may quote the request (a tool schema, a prompt): only with log_content
                 log.info("node %s reported %s (%d characters of detail)", self.peer_id, frame.code, len(frame.message))
-            return ErrorFrame(code=frame.code, message=gateway_error_text(frame.code), status=frame.status)
+            return gateway_frame(frame)
         if isinstance(frame, Done):
             return frame
         if isinstance(frame, ReceiptFrame):  # the signature is the metering's to check; the counts are ours

@@ -69,6 +69,19 @@ class Reputation:
         e = self._decayed(peer_id)
         return (e.good + 1.0) / (e.good + e.bad + 2.0)
 
+    def evidence(self, peer_id: str) -> tuple[float, float]:
+        """The peer's good and bad evidence as of now (decayed), for the store."""
+        if peer_id not in self._peers:
+            return 0.0, 0.0
+        e = self._decayed(peer_id)
+        return e.good, e.bad
+
+    def restore(self, peer_id: str, good: float, bad: float, age_s: float = 0.0) -> None:
+        """Replace the peer's evidence with stored values written ``age_s`` ago (decayed on the way)."""
+        factor = 0.5 ** (max(age_s, 0.0) / self.half_life_s)
+        e = self._peers[peer_id] = _Evidence(self._clock())
+        e.good, e.bad = max(good, 0.0) * factor, max(bad, 0.0) * factor
+
     def __len__(self) -> int:
         return len(self._peers)
 

@@ -16,11 +16,13 @@ from msgspec import Meta
 from tooti.wire.receipt import ReceiptFrame
 
 __all__ = [
+    "PARAM_PATTERN",
     "PROTOCOL_ID",
     "ChunkFrame",
     "Done",
     "ErrorCode",
     "ErrorFrame",
+    "ErrorReason",
     "InferRequest",
     "ReceiptFrame",
     "RequestKind",
@@ -100,14 +102,41 @@ class UsageFrame(msgspec.Struct, kw_only=True, tag="usage", tag_field="t"):
         return usage
 
 
+ErrorReason = Literal["context_length_exceeded", "invalid_value", "unsupported_parameter", "unsupported_endpoint"]
+"""Why a model server refused a request (``bad_request`` only), in OpenAI's codes where OpenAI has one:
+the prompt does not fit the context window, a parameter's value is refused, a parameter is not
+supported, the server lacks the endpoint. Decoded as a bounded string (see :data:`_Reason`) so a
+newer node's reason is ignored by an older gateway instead of breaking the frame."""
+
+_Reason = Annotated[str, Meta(pattern=r"\A[a-z_]{1,40}\Z")]
+PARAM_PATTERN = r"\A[A-Za-z_][A-Za-z0-9_]{0,63}(\[[0-9]{1,6}\]|\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,6}\Z"
+"""A request field path such as ``temperature`` or ``messages[3].content``: no spaces, no markup.
+Code that builds frames checks it too (constructing a frame does not)."""
+_Param = Annotated[str, Meta(pattern=PARAM_PATTERN)]
+
+
 class ErrorFrame(msgspec.Struct, kw_only=True, tag="error", tag_field="t"):
-    """The request failed; ``code`` maps to a :class:`tooti.errors.BackendError` subclass."""
+    """The request failed; ``code`` maps to a :class:`tooti.errors.BackendError` subclass.
+
+    ``message`` is the node's own text: a gateway logs it and never shows it to a client. What a
+    client may learn from a refusal travels in bounded, typed fields (``reason``, ``param``, the two
+    token counts), from which the gateway writes its own message. Every field after ``message`` is
+    optional on the wire: older nodes omit them, older gateways ignore them.
+    """
 
     code: ErrorCode
     message: str
     status: int | None = None
     """For ``bad_request``: the model server's HTTP status (e.g. 413, 422), so the client gets the
-    matching 4xx. Optional on the wire: older nodes omit it, older gateways ignore it."""
+    matching 4xx."""
+    reason: _Reason | None = None
+    """For ``bad_request``: one of :data:`ErrorReason` (a gateway ignores a reason it does not know)."""
+    param: _Param | None = None
+    """For ``bad_request``: the request field the model server named as the fault."""
+    prompt_tokens: _TokenCount | None = None
+    """For ``context_length_exceeded``: the prompt's tokens as the model server counted them."""
+    context_length: _TokenCount | None = None
+    """For ``context_length_exceeded``: the most tokens the model server holds for one request."""
 
 
 class Done(msgspec.Struct, kw_only=True, tag="done", tag_field="t"):
