@@ -144,27 +144,48 @@ def test_guide_declares_the_model_as_tooti_serves_it(gemma_up: str) -> None:
     assert entry["compat"]["supportsTools"] is True  # the Gemma fallback template renders tools
 
 
+MAX_TURNS = 3
+"""Turns tried while OpenClaw rejects the model's text as malformed (its ``reason=format``).
+
+Gemma 3 270M, sampled at OpenClaw's default temperature, now and then answers with one of OpenClaw's
+own context markers (CI, 2026-12-07: the whole reply was ``<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>``)
+and OpenClaw refuses the turn. That reply is the model's, delivered by tooti, so the test tries a
+new session (llama.cpp's prompt cache makes it cheap); any other failure fails at once.
+"""
+
+
+def _rejected_as_format(done: subprocess.CompletedProcess[str]) -> bool:
+    return done.returncode != 0 and ("reason=format" in done.stderr or '"reason": "format"' in done.stdout)
+
+
 def test_openclaw_agent_turn_completes_with_the_models_text(
     openclaw: tuple[Path, Path], gemma_up: str, tmp_path: Path
 ) -> None:
     node, entry = openclaw
-    home = tmp_path / "openclaw-home"
-    home.mkdir()
-    config_path = home / "openclaw.json"
-    config_path.write_text(json.dumps(guide_config(gemma_up), indent=2))
-    env = {
-        "PATH": f"{node.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "HOME": str(home),
-        "OPENCLAW_STATE_DIR": str(home / "state"),
-        "OPENCLAW_CONFIG_PATH": str(config_path),
-        "NO_COLOR": "1",
-    }
-    cmd = [str(node), str(entry), "agent", "--local", "--agent", "main", "--json", "--timeout", str(int(TURN_TIMEOUT))]
-    cmd += ["-m", "Say hello in one short sentence."]
     started = time.monotonic()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TURN_TIMEOUT + 120, check=False)
-    elapsed = time.monotonic() - started
-    shutil.copy(config_path, tmp_path / "used-openclaw.json")
+    for turn in range(1, MAX_TURNS + 1):
+        home = tmp_path / f"openclaw-home-{turn}"
+        home.mkdir()
+        config_path = home / "openclaw.json"
+        config_path.write_text(json.dumps(guide_config(gemma_up), indent=2))
+        env = {
+            "PATH": f"{node.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "HOME": str(home),
+            "OPENCLAW_STATE_DIR": str(home / "state"),
+            "OPENCLAW_CONFIG_PATH": str(config_path),
+            "NO_COLOR": "1",
+        }
+        left = int(TURN_TIMEOUT - (time.monotonic() - started))
+        assert left > 60, f"no time left for turn {turn} of {MAX_TURNS}"
+        cmd = [str(node), str(entry), "agent", "--local", "--agent", "main", "--json", "--timeout", str(left)]
+        cmd += ["-m", "Say hello in one short sentence."]
+        turn_started = time.monotonic()
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=left + 120, check=False)
+        elapsed = time.monotonic() - turn_started
+        shutil.copy(config_path, tmp_path / "used-openclaw.json")
+        if not _rejected_as_format(done) or turn == MAX_TURNS:
+            break
+        print(f"openclaw turn {turn}: {elapsed:.0f} s, the model's reply was rejected as malformed; a new session")  # noqa: T201
     assert done.returncode == 0, f"openclaw exited {done.returncode}:\n{done.stderr[-4000:]}\n{done.stdout[-2000:]}"
     result = json.loads(done.stdout)
     meta = result["meta"]["agentMeta"]
@@ -172,7 +193,7 @@ def test_openclaw_agent_turn_completes_with_the_models_text(
     prompt_tokens = int(usage.get("input", 0)) + int(usage.get("cacheRead", 0))
     text = "".join(str(p.get("text") or "") for p in result["payloads"][:1])
     print(  # noqa: T201 - the measurement the issue asks for, in the session's log (-s)
-        f"openclaw turn: {elapsed:.0f} s, prompt {prompt_tokens} tokens ({usage.get('cacheRead')} cached), "
+        f"openclaw turn {turn}: {elapsed:.0f} s, prompt {prompt_tokens} tokens ({usage.get('cacheRead')} cached), "
         f"output {usage.get('output')} tokens, text {text[:80]!r}"
     )
     assert (meta["provider"], meta["model"]) == ("tooti", "gemma-3-270m")

@@ -29,6 +29,9 @@ pytestmark = [pytest.mark.live, pytest.mark.timeout(600)]
 
 START_TIMEOUT = 240.0
 
+_LOGS: dict[int, Path] = {}
+"""Each running ``tooti up``'s output file, by the id of its client."""
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -39,12 +42,16 @@ def _free_port() -> int:
 def _up(tmp_path: Path, model: Path | None) -> Iterator[openai.OpenAI]:
     port = _free_port()
     env = {**os.environ, "TOOTI_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
-    cmd = [sys.executable, "-m", "tooti", "up", "--port", str(port), "--threads", "2"]
+    # One llama.cpp thread, `tooti up`'s default: with 2 on this 2-core machine, beside the gateway,
+    # the node and pytest, its threads wait on each other (measured under load: a 64-token streamed
+    # tool call took 8-51 s with gaps of up to 17 s between tokens, against 3.5 s with 1 thread).
+    cmd = [sys.executable, "-m", "tooti", "up", "--port", str(port)]
     if model is not None:
         cmd += ["--model", str(model)]
     log = (tmp_path / "up.log").open("wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", timeout=300, max_retries=0)
+    _LOGS[id(client)] = tmp_path / "up.log"
     try:
 
         def lists_models() -> bool:
@@ -92,6 +99,16 @@ def test_gemma_file_is_advertised_as_gemma_with_its_32k_context(gemma_up: openai
     model_id, context = _context_length(gemma_up)
     assert model_id == "gemma-3-270m"
     assert context == 32768  # per slot: the trained context (this machine's RAM holds its KV cache)
+
+
+def test_up_prints_snippets_for_the_model_it_serves(gemma_up: openai.OpenAI) -> None:
+    """The curl and Python snippets ``tooti up`` prints ask for the served model, not SmolLM2."""
+    log = _LOGS[id(gemma_up)]
+    eventually(lambda: "Ctrl-C stops everything" in log.read_text(errors="replace"), timeout=30, what="no snippets")
+    text = log.read_text(errors="replace")
+    assert '"model": "gemma-3-270m"' in text
+    assert 'model="gemma-3-270m"' in text
+    assert "smollm2" not in text
 
 
 def test_gemma_answers_in_its_own_turn_format(gemma_up: openai.OpenAI) -> None:

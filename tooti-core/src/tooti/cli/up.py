@@ -65,7 +65,7 @@ def up(
         console.print(f"explorer [bold]{stack.base_url}/explorer[/bold]  (nodes, models, verdicts; updates live)")
         if stack.store is not None:
             console.print(f"keys and usage: {stack.store.url} (tooti keys create, tooti usage)", highlight=False)
-        curl, python = snippets(stack.base_url)
+        curl, python = snippets(stack.base_url, stack.served_model())
         # Plain text, no boxes: the snippets must survive copy and paste.
         console.print("\n[bold]Stream with curl:[/bold]\n")
         console.print(curl, markup=False, highlight=False, soft_wrap=True)

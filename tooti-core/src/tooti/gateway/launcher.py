@@ -293,6 +293,19 @@ class LocalUp:
         tail = self.node.log_tail() if self.node else ""
         raise UpError(f"the network was not ready after {timeout_sec:.0f} s; node log:\n{tail}")
 
+    def served_model(self) -> str:
+        """The model id the gateway lists first (``MODEL_ALIAS`` if it lists none).
+
+        ``tooti up --model FILE`` serves the file under its own id (its GGUF ``general.name``), so
+        the snippets printed at start-up ask for that id, not SmolLM2's.
+        """
+        try:
+            listed = httpx.get(f"{self.base_url}/v1/models", timeout=5.0).json().get("data") or []
+            model_id = listed[0].get("id") if isinstance(listed[0], dict) else None
+        except (httpx.HTTPError, ValueError, AttributeError, IndexError):
+            return MODEL_ALIAS
+        return model_id if isinstance(model_id, str) and model_id else MODEL_ALIAS
+
     @staticmethod
     def _probe(client: httpx.Client) -> bool:
         try:
@@ -312,18 +325,18 @@ class LocalUp:
             self._tmp.cleanup()
 
 
-def snippets(base_url: str) -> tuple[str, str]:
-    """A streaming curl command and an openai-SDK Python snippet for the running gateway."""
+def snippets(base_url: str, model: str = MODEL_ALIAS) -> tuple[str, str]:
+    """A streaming curl command and an openai-SDK Python snippet for ``model`` on the running gateway."""
     curl = (
         f"curl -N {base_url}/v1/chat/completions -H 'content-type: application/json' \\\n"
-        f'  -d \'{{"model": "{MODEL_ALIAS}", "stream": true, '
+        f'  -d \'{{"model": "{model}", "stream": true, '
         '"messages": [{"role": "user", "content": "Say hello in French."}]}\''
     )
     python = (
         "from openai import OpenAI\n\n"
         f'client = OpenAI(base_url="{base_url}/v1", api_key="unused")\n'
         "reply = client.chat.completions.create(\n"
-        f'    model="{MODEL_ALIAS}", messages=[{{"role": "user", "content": "Say hello in French."}}]\n'
+        f'    model="{model}", messages=[{{"role": "user", "content": "Say hello in French."}}]\n'
         ")\n"
         "print(reply.choices[0].message.content)"
     )
