@@ -65,9 +65,14 @@ def up_process(tmp_path):
     if sys.platform != "linux":
         pytest.skip("process-tree checks read /proc")
     port = _free_port()
-    env = {**os.environ, "TOOTI_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    # PYTHONFAULTHANDLER: a `tooti up` that does not stop is sent SIGABRT and prints every thread's stack.
+    env = {**os.environ, "TOOTI_HOME": str(tmp_path / "home"), "COLUMNS": "200", "PYTHONFAULTHANDLER": "1"}
+    # Started with SIGINT ignored, as a script's background job (and many CI runners) start it: Python
+    # then installs no Ctrl-C handler of its own, and before tooti up set one, SIGINT did nothing (the
+    # ctrl-c case hung in four CI runs, and passed wherever the parent left SIGINT at its default).
+    ignoring_sigint = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tooti", "up", "--port", str(port)],
+        [*ignoring_sigint, sys.executable, "-m", "tooti", "up", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
@@ -123,7 +128,14 @@ def test_up_serves_then_stops_cleanly(up_process, stop_signal):
     family = _descendants(proc.pid)
     assert len(family) >= 2, "expected the node and its llama.cpp server as descendants"
     proc.send_signal(stop_signal)
-    assert proc.wait(90) == 0, "".join(lines)
+    try:
+        status = proc.wait(90)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler dumps each thread's stack into the output
+        proc.wait(30)
+        threading.Event().wait(2)  # the pump thread reads the last of the output
+        pytest.fail(f"tooti up did not exit within 90 s of {stop_signal.name}:\n" + "".join(lines[-400:]))
+    assert status == 0, "".join(lines)
     eventually(
         lambda: not [p for p in family if _alive(p)],
         timeout=10,

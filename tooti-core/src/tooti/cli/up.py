@@ -40,7 +40,11 @@ def up(
     from tooti.cli._common import console, fail
     from tooti.gateway.launcher import LocalUp, UpError, snippets
 
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops as cleanly as Ctrl-C
+    # `kill PID` stops as cleanly as Ctrl-C. SIGINT gets the same handler: a process started from a
+    # script's background job (`cmd &` without job control, nohup, many CI runners) inherits SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler, so Ctrl-C did nothing.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     problem = missing_requirement(model)
     if problem is not None:
         fail(problem)
