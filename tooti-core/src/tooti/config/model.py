@@ -112,18 +112,15 @@ class VerificationSection(_Section):
     (0 = no cap); further ones wait, with no traffic and no checks, until the window frees a slot."""
     new_identity_window_sec: Seconds = 600.0
     """The window of ``new_identities_per_source``."""
-    audit_share: Annotated[float, Meta(ge=0, le=1)] = 0.0
+    audit_share: Annotated[float, Meta(ge=0, le=1)] = 0.02
     """Share of a proven node's answered user requests replayed on a reference and compared
-    (:mod:`tooti.trust.organic_audit`; 0 = no audits of user traffic). Off by default for now:
-    with audits on, the fresh-clone CI's ``tooti up`` Ctrl-C test did not stop within 90 s (cause
-    not found yet); 0.02 is the intended default."""
-    audit_new_share: Annotated[float, Meta(ge=0, le=1)] = 0.0
+    (:mod:`tooti.trust.organic_audit`; 0 = no audits of user traffic)."""
+    audit_new_share: Annotated[float, Meta(ge=0, le=1)] = 0.5
     """The same share for a node that has passed fewer than ``audit_new_passes`` audits, or failed
     one recently (its traffic is bounded by probation, so the cost is too). Above 0, once audits
     can pass for a model (a reference serves it or one of its nodes passed one), a trusted node
     also takes a full share of users only when one of its own audits passed (canaries alone are
-    not enough: a node may tell them from users); 0 turns that off. Off by default with
-    ``audit_share``; 0.5 is the intended default."""
+    not enough: a node may tell them from users); 0 turns that off."""
     audit_new_passes: Annotated[int, Meta(ge=0)] = 5
     """Audits a node passes before it is audited at ``audit_share`` only."""
     audit_positions: Annotated[int, Meta(ge=1, le=16)] = 4
