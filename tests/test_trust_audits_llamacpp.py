@@ -216,7 +216,10 @@ def _run_inflator(tmp_path: Path, llama_url: str, audits: dict[str, float]) -> d
 
 
 def test_usage_inflation_is_quarantined_and_billing_is_honest_after(tmp_path, llama_server):
-    r = _run_inflator(tmp_path, llama_server.base_url, AUDITS_ON)
+    # Once the honest nodes have passed audits, the inflator (trusted by canaries only) is served
+    # at the probation share, 5 % by default: in one CI run that gave it 2 of 132 requests in 40 s,
+    # too few to audit or to test the audit's count. A 30 % share gives it enough users to test.
+    r = _run_inflator(tmp_path, llama_server.base_url, {**AUDITS_ON, "probation_share": 0.3})
     if r["standing"] != "quarantined" and r["by_liar"] <= 1:
         # Routing gave it (almost) no user in the window (seen in CI: 1 answer in 40 s): nothing to
         # audit and nothing overbilled; say so instead of calling it a detection.
