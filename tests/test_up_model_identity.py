@@ -8,11 +8,6 @@ openai SDK as the client. Issue 24: ``tooti up`` advertised every file as ``smol
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +15,7 @@ import openai
 import pytest
 
 from tooti.testing import eventually
+from tooti.testing.up_process import running_up
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -33,48 +29,15 @@ _LOGS: dict[int, Path] = {}
 """Each running ``tooti up``'s output file, by the id of its client."""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _up(tmp_path: Path, model: Path | None) -> Iterator[openai.OpenAI]:
-    port = _free_port()
-    env = {**os.environ, "TOOTI_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
     # One llama.cpp thread, `tooti up`'s default: with 2 on this 2-core machine, beside the gateway,
     # the node and pytest, its threads wait on each other (measured under load: a 64-token streamed
     # tool call took 8-51 s with gaps of up to 17 s between tokens, against 3.5 s with 1 thread).
-    cmd = [sys.executable, "-m", "tooti", "up", "--port", str(port)]
-    if model is not None:
-        cmd += ["--model", str(model)]
-    log = (tmp_path / "up.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", timeout=300, max_retries=0)
-    _LOGS[id(client)] = tmp_path / "up.log"
-    try:
-
-        def lists_models() -> bool:
-            assert proc.poll() is None, (tmp_path / "up.log").read_text(errors="replace")
-            return bool(client.models.list().data)
-
-        eventually(
-            lists_models,
-            timeout=START_TIMEOUT,
-            interval=1,
-            ignoring=(openai.APIConnectionError,),
-            what="tooti up did not become ready",
-        )
+    args = [] if model is None else ["--model", str(model)]
+    with running_up(tmp_path, args, start_timeout=START_TIMEOUT) as base_url:
+        client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", timeout=300, max_retries=0)
+        _LOGS[id(client)] = tmp_path / "up.log"
         yield client
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(30)
-        log.close()
 
 
 @pytest.fixture(scope="module")
